@@ -1,0 +1,29 @@
+# TiketQ Payments: gunicorn serving wsgi:app. Migrations run as a separate step
+# (`flask --app wsgi db upgrade`), never inside the app.
+FROM python:3.11-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PORT=8000
+
+WORKDIR /app
+
+COPY requirements.txt .
+RUN pip install --no-cache-dir -r requirements.txt
+
+COPY wsgi.py gunicorn.conf.py ./
+COPY tiketq ./tiketq
+COPY migrations ./migrations
+
+RUN useradd --system --uid 10001 --home-dir /app tiketq \
+    && mkdir -p /app/instance \
+    && chown tiketq /app/instance
+USER 10001
+
+EXPOSE 8000
+HEALTHCHECK --interval=10s --timeout=3s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health' % os.environ['PORT'], timeout=2)"]
+
+CMD ["gunicorn", "--config", "gunicorn.conf.py", "wsgi:app"]

@@ -1,0 +1,39 @@
+# make run: the service on http://127.0.0.1:$(PORT) (SQLite + the Midtrans simulator unless configured).
+# make test: the test suite against the local PostgreSQL server.
+
+PYTHON ?= python3
+VENV ?= .venv
+PORT ?= 8003
+export PORT
+
+BIN := $(VENV)/bin
+
+.PHONY: run test simulator lint clean
+
+$(BIN)/activate:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.runtime: requirements.txt | $(BIN)/activate
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/activate
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@ $(VENV)/.runtime
+
+run: $(VENV)/.runtime
+	$(BIN)/flask --app wsgi db upgrade
+	$(BIN)/gunicorn --config gunicorn.conf.py wsgi:app
+
+# The simulator as its own process, for MIDTRANS_SIMULATOR=true MIDTRANS_BASE_URL=http://127.0.0.1:8004.
+simulator: $(VENV)/.runtime
+	$(BIN)/python -m tiketq.gateway.simulator --port 8004
+
+test: $(VENV)/.dev
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.dev
+	$(BIN)/hadolint Dockerfile
+
+clean:
+	rm -rf $(VENV) instance

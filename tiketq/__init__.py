@@ -1,0 +1,31 @@
+"""TiketQ Payments: takes money for TiketQ orders through Midtrans."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+
+
+def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app: config -> extensions -> gateway -> blueprints -> error handlers."""
+    from tiketq import api, config, errors, gateway, ops
+    from tiketq.extensions import db, migrate
+
+    app = Flask(__name__, instance_relative_config=True)
+    app.config.from_mapping(config.from_environ(os.environ, app.instance_path))
+    if test_config is not None:
+        app.config.update(test_config)
+    config.validate(app.config)
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:"):
+        os.makedirs(app.instance_path, exist_ok=True)
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=os.path.join(os.path.dirname(app.root_path), "migrations"))
+    gateway.init_app(app)
+    for blueprint in (api.bp, ops.bp):
+        app.register_blueprint(blueprint)
+    errors.init_app(app)
+    return app

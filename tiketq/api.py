@@ -1,0 +1,132 @@
+"""Blueprint: the JSON API under /payments for the API gateway and the transaction service."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from typing import Any
+
+from flask import Blueprint, Response, request
+from pydantic import BaseModel, ValidationError
+
+from tiketq.errors import json_error
+from tiketq.gateway import (
+    GatewayAuthError,
+    GatewayError,
+    GatewayRejected,
+    GatewayTimeout,
+    current_gateway,
+)
+from tiketq.payments import queries, service
+from tiketq.payments.errors import (
+    IdempotencyKeyReused,
+    InvalidOrder,
+    InvalidTransition,
+    PaymentConflict,
+    PaymentError,
+    PaymentNotFound,
+)
+from tiketq.schemas import PaymentCreate, PaymentOut, PaymentStatusOut, validation_errors
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("api", __name__, url_prefix="/payments")
+
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+
+_DOMAIN_STATUS: dict[type[PaymentError], int] = {
+    PaymentNotFound: 404,
+    InvalidOrder: 400,
+    PaymentConflict: 409,
+    InvalidTransition: 409,
+    IdempotencyKeyReused: 422,
+}
+
+
+def _json(model: BaseModel, status: int = 200) -> Response:
+    response = Response(model.model_dump_json(), status=status, mimetype="application/json")
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _body() -> dict[str, Any]:
+    """The request body as a JSON object, or a 4xx that says what is wrong with it."""
+    if not request.is_json:
+        raise _Refused(415, "Content-Type must be application/json")
+    try:
+        body = json.loads(request.get_data(cache=False))
+    except (ValueError, RecursionError):
+        raise _Refused(400, "request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise _Refused(400, "request body must be a JSON object")
+    return body
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, detail: str, errors: list[dict[str, Any]] | None = None):
+        super().__init__(detail)
+        self.status, self.detail, self.errors = status, detail, errors or []
+
+
+@bp.post("")
+@bp.post("/")
+def create_payment() -> Response:
+    """Open a payment for an order (idempotent per order and per Idempotency-Key)."""
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not _IDEMPOTENCY_KEY.match(key):
+        raise _Refused(400, "Idempotency-Key must be 1-255 printable ASCII characters")
+    try:
+        payload = PaymentCreate.model_validate(_body())
+    except ValidationError as exc:
+        raise _Refused(400, "request body is invalid", validation_errors(exc)) from None
+    payment = service.create_payment(
+        payload.to_new_payment(), gateway=current_gateway(), idempotency_key=key
+    )
+    return _json(PaymentOut.of(payment), 201)
+
+
+@bp.get("/<payment_id>")
+def get_payment(payment_id: str) -> Response:
+    """Read one payment."""
+    return _json(PaymentOut.of(queries.get_payment(payment_id)))
+
+
+@bp.get("/<payment_id>/status")
+def get_payment_status(payment_id: str) -> Response:
+    """Read one payment's status summary."""
+    return _json(PaymentStatusOut.of(queries.get_payment(payment_id), refreshed=False))
+
+
+@bp.get("/order/<order_id>")
+def get_order_payments(order_id: str) -> Response:
+    """List an order's payment attempts, newest first."""
+    payments = queries.payments_for_order(order_id)
+    if not payments:
+        raise PaymentNotFound(f"no payment for order {order_id}")
+    body = json.dumps([PaymentOut.of(p).model_dump(mode="json") for p in payments])
+    return Response(body, mimetype="application/json", headers={"Cache-Control": "no-store"})
+
+
+@bp.errorhandler(_Refused)
+def _refused(exc: _Refused) -> Response:
+    return json_error(exc.status, exc.detail, exc.errors)
+
+
+@bp.errorhandler(PaymentError)
+def _domain_error(exc: PaymentError) -> Response:
+    return json_error(_DOMAIN_STATUS.get(type(exc), 400), exc.detail, exc.errors)
+
+
+@bp.errorhandler(GatewayError)
+def _gateway_error(exc: GatewayError) -> Response:
+    errors = [{"gateway_message": m} for m in exc.messages]
+    if isinstance(exc, GatewayTimeout):
+        return json_error(504, "Midtrans did not answer in time; retry the request", errors)
+    if isinstance(exc, GatewayAuthError):
+        return json_error(502, "Midtrans refused our credentials; the service is misconfigured")
+    if isinstance(exc, GatewayRejected):
+        return json_error(502, "Midtrans refused the payment", errors)
+    response = json_error(503, "Midtrans is unavailable; retry the request", errors)
+    response.headers["Retry-After"] = "5"
+    return response

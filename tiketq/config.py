@@ -1,0 +1,147 @@
+"""Settings from the environment, validated once at start."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+SIMULATOR_SERVER_KEY = "SB-Mid-server-SIMULATOR"
+SIMULATOR_CLIENT_KEY = "SB-Mid-client-SIMULATOR"
+SIMULATOR_PREFIX = "/_simulator"
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+class ConfigError(RuntimeError):
+    """The configuration cannot run the service; the message says what to set."""
+
+
+def _secret(env: Mapping[str, str], name: str) -> str | None:
+    """Read NAME, or the file named by NAME_FILE (Docker secrets), stripped."""
+    path = env.get(f"{name}_FILE")
+    if path:
+        try:
+            return Path(path).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"{name}_FILE={path} cannot be read: {exc.strerror}") from exc
+    value = env.get(name)
+    return value.strip() if value else None
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool | None:
+    raw = env.get(name)
+    value = (raw or "").strip().lower()
+    if not value:
+        return None
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigError(f"{name}={raw!r} is not a boolean; use true or false")
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not an integer") from None
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+
+
+def database_url(env: Mapping[str, str], instance_path: str) -> str:
+    """DATABASE_URL, else one built from POSTGRES_*, else SQLite in the instance folder."""
+    url = _secret(env, "DATABASE_URL")
+    if url:
+        # Heroku-style URLs name the scheme "postgres", which SQLAlchemy 2 no longer accepts.
+        return "postgresql://" + url[len("postgres://") :] if url.startswith("postgres://") else url
+    host = env.get("POSTGRES_HOST")
+    if host:
+        from sqlalchemy.engine import URL
+
+        return URL.create(
+            "postgresql+psycopg2",
+            username=_secret(env, "POSTGRES_USER") or "postgres",
+            password=_secret(env, "POSTGRES_PASSWORD"),
+            host=host,
+            port=_int(env, "POSTGRES_PORT", 5432),
+            database=_secret(env, "POSTGRES_DB") or "postgres",
+        ).render_as_string(hide_password=False)
+    return "sqlite:///" + os.path.join(instance_path, "tiketq.sqlite3")
+
+
+def from_environ(env: Mapping[str, str], instance_path: str) -> dict[str, Any]:
+    """Build the Flask config mapping from environment variables."""
+    server_key = _secret(env, "MIDTRANS_SERVER_KEY")
+    client_key = _secret(env, "MIDTRANS_CLIENT_KEY")
+    is_production = bool(_flag(env, "MIDTRANS_IS_PRODUCTION"))
+    simulator = _flag(env, "MIDTRANS_SIMULATOR")
+    if simulator is None:
+        simulator = not server_key
+    port = _int(env, "PORT", 8003)
+    base_url = env.get("MIDTRANS_BASE_URL") or None
+    if simulator and not base_url:
+        # The in-app simulator is reached over HTTP like the real Midtrans, on this process's port.
+        base_url = f"http://127.0.0.1:{port}{SIMULATOR_PREFIX}"
+    return {
+        "SERVICE_NAME": env.get("SERVICE_NAME", "payment-service"),
+        "PORT": port,
+        "SECRET_KEY": _secret(env, "SECRET_KEY") or os.urandom(32).hex(),
+        "SQLALCHEMY_DATABASE_URI": database_url(env, instance_path),
+        "MIDTRANS_SERVER_KEY": server_key or (SIMULATOR_SERVER_KEY if simulator else None),
+        "MIDTRANS_CLIENT_KEY": client_key or (SIMULATOR_CLIENT_KEY if simulator else None),
+        "MIDTRANS_IS_PRODUCTION": is_production,
+        "MIDTRANS_SIMULATOR": simulator,
+        "MIDTRANS_SIMULATOR_IN_APP": simulator and not env.get("MIDTRANS_BASE_URL"),
+        "MIDTRANS_SIMULATOR_STATE": env.get("MIDTRANS_SIMULATOR_STATE")
+        or os.path.join(instance_path, "simulator.sqlite3"),
+        "MIDTRANS_BASE_URL": base_url,
+        "MIDTRANS_CONNECT_TIMEOUT": _float(env, "MIDTRANS_CONNECT_TIMEOUT", 3.05),
+        "MIDTRANS_READ_TIMEOUT": _float(env, "MIDTRANS_READ_TIMEOUT", 10.0),
+        "PAYMENT_EXPIRY_HOURS": _int(env, "PAYMENT_EXPIRY_HOURS", 1),
+        "MAX_CONTENT_LENGTH": _int(env, "MAX_CONTENT_LENGTH", 64 * 1024),
+    }
+
+
+def validate(config: Mapping[str, Any]) -> None:
+    """Refuse configurations that would take money wrongly; say what to set."""
+    server_key = config.get("MIDTRANS_SERVER_KEY")
+    client_key = config.get("MIDTRANS_CLIENT_KEY")
+    if config.get("MIDTRANS_IS_PRODUCTION"):
+        if config.get("MIDTRANS_SIMULATOR"):
+            raise ConfigError(
+                "MIDTRANS_IS_PRODUCTION=true cannot run on the Midtrans simulator: "
+                "set MIDTRANS_SERVER_KEY and MIDTRANS_CLIENT_KEY to production keys "
+                "and MIDTRANS_SIMULATOR=false"
+            )
+        if not server_key or not client_key:
+            raise ConfigError(
+                "MIDTRANS_IS_PRODUCTION=true needs MIDTRANS_SERVER_KEY and MIDTRANS_CLIENT_KEY "
+                "(or MIDTRANS_SERVER_KEY_FILE / MIDTRANS_CLIENT_KEY_FILE)"
+            )
+        if server_key.startswith("SB-") or client_key.startswith("SB-"):
+            raise ConfigError(
+                "MIDTRANS_IS_PRODUCTION=true with a sandbox key (SB- prefix): set the production "
+                "MIDTRANS_SERVER_KEY and MIDTRANS_CLIENT_KEY, or MIDTRANS_IS_PRODUCTION=false"
+            )
+        if config.get("MIDTRANS_BASE_URL"):
+            raise ConfigError("MIDTRANS_BASE_URL must not be set with MIDTRANS_IS_PRODUCTION=true")
+    elif not server_key or not client_key:
+        raise ConfigError(
+            "MIDTRANS_SIMULATOR=false needs MIDTRANS_SERVER_KEY (a sandbox key, SB-Mid-server-...) "
+            "and MIDTRANS_CLIENT_KEY; or unset MIDTRANS_SIMULATOR to use the local simulator"
+        )

@@ -1,0 +1,31 @@
+"""Run the simulator standalone: `python -m tiketq.gateway.simulator --port 8004`."""
+
+import argparse
+import os
+
+from werkzeug.serving import run_simple
+
+from . import create_app
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse command-line options and serve the simulator until interrupted."""
+    parser = argparse.ArgumentParser(
+        prog="python -m tiketq.gateway.simulator",
+        description="Serve a Midtrans-compatible sandbox.",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8004)
+    parser.add_argument(
+        "--server-key",
+        default=os.environ.get("MIDTRANS_SERVER_KEY", "SB-Mid-server-SIMULATOR"),
+        help="key clients must send (default: $MIDTRANS_SERVER_KEY or SB-Mid-server-SIMULATOR)",
+    )
+    parser.add_argument("--state", default="instance/simulator.sqlite3", help="SQLite state file")
+    args = parser.parse_args(argv)
+    app = create_app(server_key=args.server_key, state_path=args.state)
+    run_simple(args.host, args.port, app, threaded=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,289 @@
+"""SQLite-backed state shared by every process and thread serving the simulator."""
+
+import copy
+import dataclasses
+import json
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Generic, Literal, TypeVar
+
+from .wire import utc_now
+
+R = TypeVar("R")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS transactions (
+    order_id TEXT PRIMARY KEY,
+    transaction_id TEXT NOT NULL UNIQUE,
+    token TEXT NOT NULL UNIQUE,
+    created_at TEXT NOT NULL,
+    state TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS fault (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    delay_seconds REAL NOT NULL,
+    status INTEGER,
+    body TEXT,
+    times INTEGER
+);
+"""
+
+
+@dataclass
+class Refund:
+    """One refund granted on a transaction."""
+
+    refund_chargeback_id: int
+    amount: int
+    refund_key: str
+    reason: str | None
+    method: Literal["online", "direct"]
+    created_at: datetime
+
+
+@dataclass
+class Transaction:
+    """A Snap order and, once the traveller picks a method, its Core API transaction."""
+
+    order_id: str
+    token: str
+    transaction_id: str
+    gross_amount: int
+    request: dict[str, Any]
+    created_at: datetime
+    expiry_time: datetime
+    page_expiry_time: datetime
+    updated_at: datetime
+    snap_canceled_at: datetime | None = None
+    payment_method: str | None = None
+    payment_type: str | None = None
+    method_fields: dict[str, Any] = field(default_factory=dict)
+    transaction_status: str | None = None
+    fraud_status: str | None = None
+    transaction_time: datetime | None = None
+    settlement_time: datetime | None = None
+    refunds: list[Refund] = field(default_factory=list)
+
+    @property
+    def in_core(self) -> bool:
+        """Whether Core API sees this order; Snap creates it only when a method is chosen."""
+        return self.transaction_status is not None
+
+    @property
+    def refunded_amount(self) -> int:
+        """Total refunded so far."""
+        return sum(refund.amount for refund in self.refunds)
+
+    def find_refund(self, refund_key: str) -> Refund | None:
+        """Return the refund made under `refund_key`, if any."""
+        return next((refund for refund in self.refunds if refund.refund_key == refund_key), None)
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the full internal state as JSON-ready data."""
+        return _jsonable(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Transaction":
+        """Rebuild a transaction from `to_json` output."""
+        values = _parse_times(data, _TRANSACTION_TIMES)
+        values["refunds"] = [
+            Refund(**_parse_times(item, {"created_at"})) for item in data["refunds"]
+        ]
+        return cls(**values)
+
+
+_TRANSACTION_TIMES = {
+    "created_at",
+    "expiry_time",
+    "page_expiry_time",
+    "updated_at",
+    "snap_canceled_at",
+    "transaction_time",
+    "settlement_time",
+}
+
+
+@dataclass(frozen=True)
+class Fault:
+    """An injected misbehaviour for Snap and Core routes."""
+
+    delay_seconds: float = 0.0
+    status: int | None = None
+    body: str | None = None
+    times: int | None = None
+
+
+@dataclass(frozen=True)
+class Updated(Generic[R]):
+    """Outcome of a read-modify-write: the transaction as stored and the step's result."""
+
+    transaction: Transaction
+    result: R
+
+
+class DuplicateOrderId(Exception):
+    """The order_id already received a Snap token."""
+
+
+class Store:
+    """Transactions and the active fault, kept in one SQLite file."""
+
+    def __init__(self, path: str, *, busy_timeout: float = 10.0) -> None:
+        self.path = path
+        self.busy_timeout = busy_timeout
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        with self._connection() as conn:
+            # WAL lets readers in other workers proceed while one writer holds the lock.
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.executescript(_SCHEMA)
+
+    def add(self, txn: Transaction) -> None:
+        """Insert a new transaction; raise DuplicateOrderId if its order_id is taken."""
+        try:
+            with self._write() as conn:
+                conn.execute(
+                    "INSERT INTO transactions (order_id, transaction_id, token, created_at, state)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (
+                        txn.order_id,
+                        txn.transaction_id,
+                        txn.token,
+                        txn.created_at.isoformat(),
+                        _dump(txn),
+                    ),
+                )
+        except sqlite3.IntegrityError as exc:
+            raise DuplicateOrderId(txn.order_id) from exc
+
+    def get(self, key: str, *, by: Literal["id", "token"] = "id") -> Transaction | None:
+        """Find a transaction by order_id or transaction_id (`by="id"`), or by Snap token."""
+        with self._connection() as conn:
+            return _select(conn, key, by)
+
+    def all(self) -> list[Transaction]:
+        """Return every transaction, newest first."""
+        with self._connection() as conn:
+            rows = conn.execute(
+                "SELECT state FROM transactions ORDER BY created_at DESC, rowid DESC"
+            )
+            return [_load(state) for (state,) in rows]
+
+    def update(
+        self, key: str, step: Callable[[Transaction], R], *, by: Literal["id", "token"] = "id"
+    ) -> Updated[R] | None:
+        """Run `step` on a transaction under the write lock, saving it if changed; None if unknown.
+
+        An exception from `step` rolls the whole read-modify-write back.
+        """
+        with self._write() as conn:
+            txn = _select(conn, key, by)
+            if txn is None:
+                return None
+            before = copy.deepcopy(txn)
+            result = step(txn)
+            # A replayed refund_key, for one, changes nothing and must not look like a change.
+            if txn != before:
+                txn.updated_at = utc_now()
+                conn.execute(
+                    "UPDATE transactions SET state = ? WHERE order_id = ?",
+                    (_dump(txn), txn.order_id),
+                )
+            return Updated(txn, result)
+
+    def set_fault(self, fault: Fault) -> None:
+        """Activate `fault`, replacing any active one."""
+        with self._write() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO fault (id, delay_seconds, status, body, times)"
+                " VALUES (1, ?, ?, ?, ?)",
+                (fault.delay_seconds, fault.status, fault.body, fault.times),
+            )
+
+    def clear_fault(self) -> None:
+        """Deactivate any fault."""
+        with self._write() as conn:
+            conn.execute("DELETE FROM fault")
+
+    def current_fault(self) -> Fault | None:
+        """Return the active fault without consuming it."""
+        with self._connection() as conn:
+            return _select_fault(conn)
+
+    def take_fault(self) -> Fault | None:
+        """Return the active fault for one request, counting it against `times`."""
+        if self.current_fault() is None:
+            return None  # the common case stays lock-free
+        with self._write() as conn:
+            fault = _select_fault(conn)
+            if fault is None or fault.times is None:
+                return fault
+            if fault.times <= 1:
+                conn.execute("DELETE FROM fault")
+            else:
+                conn.execute("UPDATE fault SET times = times - 1")
+            return fault
+
+    @contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        # A connection per operation keeps threads and forked workers from sharing handles.
+        conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._connection() as conn:
+            # IMMEDIATE takes the write lock up front, so concurrent read-modify-writes serialise.
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+
+def _select(conn: sqlite3.Connection, key: str, by: Literal["id", "token"]) -> Transaction | None:
+    if by == "token":
+        row = conn.execute("SELECT state FROM transactions WHERE token = ?", (key,)).fetchone()
+    else:
+        row = conn.execute(
+            "SELECT state FROM transactions WHERE order_id = ? OR transaction_id = ?", (key, key)
+        ).fetchone()
+    return None if row is None else _load(row[0])
+
+
+def _select_fault(conn: sqlite3.Connection) -> Fault | None:
+    row = conn.execute("SELECT delay_seconds, status, body, times FROM fault").fetchone()
+    return None if row is None else Fault(*row)
+
+
+def _dump(txn: Transaction) -> str:
+    return json.dumps(txn.to_json())
+
+
+def _load(state: str) -> Transaction:
+    return Transaction.from_json(json.loads(state))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {key: _jsonable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(item) for item in value]
+    return value
+
+
+def _parse_times(data: dict[str, Any], names: set[str]) -> dict[str, Any]:
+    return {
+        key: datetime.fromisoformat(value) if key in names and value is not None else value
+        for key, value in data.items()
+    }

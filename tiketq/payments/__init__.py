@@ -1,0 +1,1 @@
+"""The payments domain: statuses, models and the use cases that change them."""

@@ -1,0 +1,147 @@
+"""Typed SQLAlchemy models of the payments domain."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from tiketq.extensions import db
+from tiketq.payments.errors import InvalidTransition
+from tiketq.payments.status import OPEN, PAID, PaymentStatus, can_transition
+
+
+def utcnow() -> datetime:
+    """Now, timezone-aware in UTC."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """A timestamp that is always timezone-aware UTC, also on SQLite (which drops the zone)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime stored; use timezone-aware UTC")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+JSONDocument = sa.JSON().with_variant(JSONB(), "postgresql")
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+_status_type = sa.Enum(
+    PaymentStatus,
+    name="payment_status",
+    native_enum=False,  # the transaction service owns a native enum named "paymentstatus"
+    create_constraint=True,
+    length=20,
+    values_callable=lambda statuses: [s.value for s in statuses],
+    validate_strings=True,
+)
+
+_COUNTED = ", ".join(f"'{s.value}'" for s in sorted(OPEN | PAID))
+
+
+class Payment(db.Model):
+    """One attempt to collect an order's amount through Midtrans."""
+
+    __tablename__ = "payments"
+    __table_args__ = (
+        # One attempt per order may be open or paid; ended attempts make room for a new one.
+        sa.Index(
+            "uq_payments_order_id_counted",
+            "order_id",
+            unique=True,
+            postgresql_where=sa.text(f"status IN ({_COUNTED})"),
+            sqlite_where=sa.text(f"status IN ({_COUNTED})"),
+        ),
+        sa.CheckConstraint("amount > 0", name="amount_positive"),
+        sa.CheckConstraint("refunded_amount >= 0 AND refunded_amount <= amount", name="refund_bounds"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True, default=uuid.uuid4)
+    order_id: Mapped[str] = mapped_column(sa.String(50), index=True)
+    attempt: Mapped[int] = mapped_column(default=1)
+    gateway_order_id: Mapped[str] = mapped_column(sa.String(50), unique=True)
+    amount: Mapped[int] = mapped_column(sa.BigInteger)
+    currency: Mapped[str] = mapped_column(sa.String(3), default="IDR")
+    status: Mapped[PaymentStatus] = mapped_column(_status_type, default=PaymentStatus.PENDING)
+    status_detail: Mapped[str | None] = mapped_column(sa.String(40))
+    payment_method: Mapped[str | None] = mapped_column(sa.String(20))
+    payment_type: Mapped[str | None] = mapped_column(sa.String(30))
+    gateway_transaction_id: Mapped[str | None] = mapped_column(sa.String(64))
+    snap_token: Mapped[str | None] = mapped_column(sa.String(64))
+    snap_redirect_url: Mapped[str | None] = mapped_column(sa.Text)
+    description: Mapped[str | None] = mapped_column(sa.String(255))
+    customer: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
+    items: Mapped[list[dict[str, Any]]] = mapped_column(JSONDocument, default=list)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    refunded_amount: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    idempotency_key: Mapped[str | None] = mapped_column(sa.String(255), unique=True)
+    request_fingerprint: Mapped[str] = mapped_column(sa.String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    events: Mapped[list[PaymentEvent]] = relationship(
+        back_populates="payment", order_by="PaymentEvent.id", cascade="all, delete-orphan"
+    )
+
+    def is_expired(self, now: datetime) -> bool:
+        """Tell whether the payment's time to pay has run out."""
+        return now >= self.expires_at
+
+    def transition_to(
+        self,
+        new: PaymentStatus,
+        *,
+        source: str,
+        detail: str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        """Move to `new`, recording the change as an event; refuse moves the table forbids."""
+        if not can_transition(self.status, new):
+            raise InvalidTransition(self.status, new)
+        self.events.append(
+            PaymentEvent(
+                from_status=self.status,
+                to_status=new,
+                status_detail=detail,
+                source=source,
+                data=data or {},
+            )
+        )
+        self.status = new
+        self.status_detail = detail
+
+
+class PaymentEvent(db.Model):
+    """An append-only record of one status change of a payment."""
+
+    __tablename__ = "payment_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    payment_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("payments.id", ondelete="CASCADE"), index=True
+    )
+    from_status: Mapped[str | None] = mapped_column(sa.String(20))
+    to_status: Mapped[str] = mapped_column(sa.String(20))
+    status_detail: Mapped[str | None] = mapped_column(sa.String(40))
+    source: Mapped[str] = mapped_column(sa.String(20))
+    data: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    payment: Mapped[Payment] = relationship(back_populates="events")

@@ -1,0 +1,43 @@
+"""Read-only selects for views."""
+
+from __future__ import annotations
+
+import uuid
+
+import sqlalchemy as sa
+
+from tiketq.extensions import db
+from tiketq.payments.errors import PaymentNotFound
+from tiketq.payments.models import Payment
+
+# The service we replace named payments "payment-<order_id>"; callers may still hold such ids.
+LEGACY_ID_PREFIX = "payment-"
+
+
+def get_payment(reference: str) -> Payment:
+    """The payment with this id, or the latest attempt of a legacy "payment-<order_id>" id."""
+    try:
+        payment = db.session.get(Payment, uuid.UUID(reference))
+    except ValueError:
+        payment = None
+        if reference.startswith(LEGACY_ID_PREFIX):
+            payment = latest_for_order(reference[len(LEGACY_ID_PREFIX) :])
+    if payment is None:
+        raise PaymentNotFound("Payment not found")
+    return payment
+
+
+def latest_for_order(order_id: str) -> Payment | None:
+    """The newest attempt for an order, if any."""
+    return db.session.scalar(
+        sa.select(Payment).where(Payment.order_id == order_id).order_by(Payment.attempt.desc()).limit(1)
+    )
+
+
+def payments_for_order(order_id: str) -> list[Payment]:
+    """Every attempt for an order, newest first."""
+    return list(
+        db.session.scalars(
+            sa.select(Payment).where(Payment.order_id == order_id).order_by(Payment.attempt.desc())
+        )
+    )
