@@ -33,6 +33,8 @@ test: $(VENV)/.dev
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/hadolint Dockerfile
 
 clean:

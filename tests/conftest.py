@@ -43,7 +43,9 @@ class Simulator:
 
     def pay(self, order_id: str, method: str, outcome: str) -> dict[str, Any]:
         """Act as the traveller choosing a method in Snap, with an outcome."""
-        response = self.control("POST", f"/transactions/{order_id}/pay", {"method": method, "outcome": outcome})
+        response = self.control(
+            "POST", f"/transactions/{order_id}/pay", {"method": method, "outcome": outcome}
+        )
         response.raise_for_status()
         return response.json()
 
@@ -66,7 +68,9 @@ def serve_in_thread(app: Flask) -> tuple[str, Any]:
 def midtrans_simulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
     """The Midtrans simulator as a separate HTTP server, as the adapter meets it in production."""
     state = tmp_path_factory.mktemp("simulator") / "state.sqlite3"
-    url, server = serve_in_thread(simulator.create_app(server_key=SERVER_KEY, state_path=str(state)))
+    url, server = serve_in_thread(
+        simulator.create_app(server_key=SERVER_KEY, state_path=str(state))
+    )
     yield Simulator(url)
     server.shutdown()
 
@@ -113,7 +117,9 @@ def app(midtrans_simulator: Simulator) -> Iterator[Flask]:
 
 
 @pytest.fixture(autouse=True)
-def _rollback_after_test(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _rollback_after_test(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
     """Run each test that uses the app inside one transaction that is rolled back afterwards.
 
     Flask-SQLAlchemy 3.1 ignores a session's bind, so the connection replaces the engine in

@@ -24,9 +24,19 @@ def transaction_service_payload(order_id: str, total: float = 1_275_000.0) -> di
         "payment_method": "bank_transfer",
         "customer_details": {"email": "sari@example.co.id"},
         "item_details": [
-            {"id": order_id, "price": 1_200_000.0, "quantity": 1, "name": "CGK - DPS Garuda GA-404"},
+            {
+                "id": order_id,
+                "price": 1_200_000.0,
+                "quantity": 1,
+                "name": "CGK - DPS Garuda GA-404",
+            },
             {"id": order_id, "price": 50_000.0, "quantity": 2, "name": "Baggage 20 kg"},
-            {"id": order_id, "price": total - 1_300_000.0, "quantity": 1, "name": "Tax and discount"},
+            {
+                "id": order_id,
+                "price": total - 1_300_000.0,
+                "quantity": 1,
+                "name": "Tax and discount",
+            },
         ],
         "description": f"Payment for order {order_id}",
     }
@@ -89,7 +99,9 @@ def test_midtrans_receives_integer_items_that_add_up(client, order_id, midtrans_
 
 
 def test_a_zero_tax_and_discount_line_is_dropped(client, order_id, midtrans_simulator):
-    assert create(client, transaction_service_payload(order_id, total=1_300_000.0)).status_code == 201
+    assert (
+        create(client, transaction_service_payload(order_id, total=1_300_000.0)).status_code == 201
+    )
     names = [i["name"] for i in midtrans_simulator.transaction(order_id)["request"]["item_details"]]
     assert "Tax and discount" not in names
 
@@ -147,7 +159,9 @@ def test_a_paid_order_cannot_be_paid_again(client, order_id):
     assert response.status_code == 409 and "already paid" in response.get_json()["detail"]
 
 
-def test_an_expired_attempt_makes_way_for_a_fresh_gateway_order_id(client, order_id, midtrans_simulator):
+def test_an_expired_attempt_makes_way_for_a_fresh_gateway_order_id(
+    client, order_id, midtrans_simulator
+):
     first = create(client, {"order_id": order_id, "amount": 150_000}).get_json()
     payment = stored(first["id"])
     payment.expires_at = utcnow() - timedelta(minutes=1)
@@ -210,10 +224,30 @@ def test_every_creation_is_recorded_as_an_event(client, order_id):
         ({"order_id": "ORD-1", "amount": 1000, "currency": "USD"}, "currency"),
         ({"order_id": "ORD-1", "amount": 1000, "payment_method": "bitcoin"}, "payment_method"),
         ({"order_id": "ORD-1", "amount": 1000, "expiry_duration": 0}, "expiry_duration"),
-        ({"order_id": "ORD-1", "amount": 1000, "customer_details": {"email": "not-an-email"}}, "customer_details.email"),
-        ({"order_id": "ORD-1", "amount": 1000, "item_details": [{"name": "A\x00", "price": 1000}]}, "item_details.0.name"),
-        ({"order_id": "ORD-1", "amount": 1000, "item_details": [{"name": "A", "price": 999.9}]}, "item_details.0.price"),
-        ({"order_id": "ORD-1", "amount": 1000, "item_details": [{"name": "A", "price": 1000, "quantity": 0}]}, "item_details.0.quantity"),
+        (
+            {"order_id": "ORD-1", "amount": 1000, "customer_details": {"email": "not-an-email"}},
+            "customer_details.email",
+        ),
+        (
+            {
+                "order_id": "ORD-1",
+                "amount": 1000,
+                "item_details": [{"name": "A\x00", "price": 1000}],
+            },
+            "item_details.0.name",
+        ),
+        (
+            {"order_id": "ORD-1", "amount": 1000, "item_details": [{"name": "A", "price": 999.9}]},
+            "item_details.0.price",
+        ),
+        (
+            {
+                "order_id": "ORD-1",
+                "amount": 1000,
+                "item_details": [{"name": "A", "price": 1000, "quantity": 0}],
+            },
+            "item_details.0.quantity",
+        ),
         ({"order_id": "ORD-1", "amount": 1000, "item_details": "lots"}, "item_details"),
     ],
 )
@@ -232,7 +266,11 @@ def test_unknown_method_error_lists_the_allowed_methods(client):
 
 
 def test_items_that_do_not_add_up_get_400_naming_the_mismatch(client, order_id):
-    body = {"order_id": order_id, "amount": 100_000, "item_details": [{"name": "Kereta", "price": 90_000}]}
+    body = {
+        "order_id": order_id,
+        "amount": 100_000,
+        "item_details": [{"name": "Kereta", "price": 90_000}],
+    }
     response = create(client, body)
     assert response.status_code == 400
     assert response.get_json()["detail"] == "item_details add up to 90000 but amount is 100000"
@@ -266,11 +304,22 @@ def test_bodies_that_are_not_a_json_object_get_a_clear_4xx(client, data, content
 
 
 def test_multipart_bodies_are_refused_as_unsupported(client):
-    response = client.post("/payments", data={"order_id": "ORD-1"}, content_type="multipart/form-data")
+    response = client.post(
+        "/payments", data={"order_id": "ORD-1"}, content_type="multipart/form-data"
+    )
     assert response.status_code == 415
 
 
-@pytest.mark.parametrize("path", ["/payments/not-a-payment", "/payments/00000000-0000-0000-0000-000000000000", "/payments/payment-NOPE", "/payments/order/NOPE", "/payments/a/b/c"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/payments/not-a-payment",
+        "/payments/00000000-0000-0000-0000-000000000000",
+        "/payments/payment-NOPE",
+        "/payments/order/NOPE",
+        "/payments/a/b/c",
+    ],
+)
 def test_unknown_payments_are_404_json(client, path):
     response = client.get(path)
     assert response.status_code == 404
@@ -285,12 +334,18 @@ def test_the_old_manual_status_override_is_gone(client, order_id):
 
 
 def test_midtrans_refusal_is_502_and_leaves_a_failed_attempt(client, order_id, midtrans_simulator):
-    midtrans_simulator.fault(status=400, body=json.dumps({"error_messages": ["customer_details.email is invalid"]}), times=1)
+    midtrans_simulator.fault(
+        status=400,
+        body=json.dumps({"error_messages": ["customer_details.email is invalid"]}),
+        times=1,
+    )
 
     response = create(client, {"order_id": order_id, "amount": 50_000})
 
     assert response.status_code == 502
-    assert response.get_json()["errors"] == [{"gateway_message": "customer_details.email is invalid"}]
+    assert response.get_json()["errors"] == [
+        {"gateway_message": "customer_details.email is invalid"}
+    ]
     [attempt] = client.get(f"/payments/order/{order_id}").get_json()
     assert (attempt["status"], attempt["status_detail"]) == ("failed", "gateway_rejected")
 
@@ -307,7 +362,9 @@ def test_a_retry_after_a_gateway_failure_opens_a_new_attempt(client, order_id, m
 
 
 @pytest.mark.parametrize("status", [500, 503])
-def test_midtrans_server_errors_are_503_with_retry_after(client, order_id, midtrans_simulator, status):
+def test_midtrans_server_errors_are_503_with_retry_after(
+    client, order_id, midtrans_simulator, status
+):
     midtrans_simulator.fault(status=status, times=1)
     response = create(client, {"order_id": order_id, "amount": 50_000})
     assert response.status_code == 503 and response.headers["Retry-After"]

@@ -23,19 +23,29 @@ def test_the_in_app_simulator_follows_port():
 
 
 def test_a_server_key_turns_the_simulator_off():
-    settings = config(MIDTRANS_SERVER_KEY="SB-Mid-server-abc", MIDTRANS_CLIENT_KEY="SB-Mid-client-abc")
+    settings = config(
+        MIDTRANS_SERVER_KEY="SB-Mid-server-abc", MIDTRANS_CLIENT_KEY="SB-Mid-client-abc"
+    )
     validate(settings)
     assert not settings["MIDTRANS_SIMULATOR"] and settings["MIDTRANS_BASE_URL"] is None
 
 
 def test_forced_simulator_accepts_the_configured_key():
-    settings = config(MIDTRANS_SIMULATOR="true", MIDTRANS_SERVER_KEY="SB-Mid-server-mine", MIDTRANS_CLIENT_KEY="c")
-    assert settings["MIDTRANS_SIMULATOR_IN_APP"] and settings["MIDTRANS_SERVER_KEY"] == "SB-Mid-server-mine"
+    settings = config(
+        MIDTRANS_SIMULATOR="true", MIDTRANS_SERVER_KEY="SB-Mid-server-mine", MIDTRANS_CLIENT_KEY="c"
+    )
+    assert (
+        settings["MIDTRANS_SIMULATOR_IN_APP"]
+        and settings["MIDTRANS_SERVER_KEY"] == "SB-Mid-server-mine"
+    )
 
 
 def test_an_external_simulator_is_reached_by_base_url():
     settings = config(MIDTRANS_SIMULATOR="true", MIDTRANS_BASE_URL="http://sim:8004")
-    assert not settings["MIDTRANS_SIMULATOR_IN_APP"] and settings["MIDTRANS_BASE_URL"] == "http://sim:8004"
+    assert (
+        not settings["MIDTRANS_SIMULATOR_IN_APP"]
+        and settings["MIDTRANS_BASE_URL"] == "http://sim:8004"
+    )
 
 
 def test_database_url_wins_over_postgres_parts():
@@ -47,15 +57,22 @@ def test_postgres_parts_and_secret_files_build_the_url(tmp_path):
     (tmp_path / "user").write_text("tiketq\n")
     (tmp_path / "password").write_text("s3cr3t/with@chars\n")
     settings = config(
-        POSTGRES_HOST="db", POSTGRES_DB="payments",
-        POSTGRES_USER_FILE=str(tmp_path / "user"), POSTGRES_PASSWORD_FILE=str(tmp_path / "password"),
+        POSTGRES_HOST="db",
+        POSTGRES_DB="payments",
+        POSTGRES_USER_FILE=str(tmp_path / "user"),
+        POSTGRES_PASSWORD_FILE=str(tmp_path / "password"),
     )
-    assert settings["SQLALCHEMY_DATABASE_URI"] == "postgresql+psycopg2://tiketq:s3cr3t%2Fwith%40chars@db:5432/payments"
+    assert (
+        settings["SQLALCHEMY_DATABASE_URI"]
+        == "postgresql+psycopg2://tiketq:s3cr3t%2Fwith%40chars@db:5432/payments"
+    )
 
 
 def test_midtrans_keys_can_come_from_files(tmp_path):
     (tmp_path / "server").write_text("SB-Mid-server-fromfile")
-    settings = config(MIDTRANS_SERVER_KEY_FILE=str(tmp_path / "server"), MIDTRANS_CLIENT_KEY="SB-Mid-client-x")
+    settings = config(
+        MIDTRANS_SERVER_KEY_FILE=str(tmp_path / "server"), MIDTRANS_CLIENT_KEY="SB-Mid-client-x"
+    )
     assert settings["MIDTRANS_SERVER_KEY"] == "SB-Mid-server-fromfile"
 
 
@@ -68,13 +85,35 @@ def test_an_unreadable_secret_file_is_named():
     ("env", "says"),
     [
         ({"MIDTRANS_IS_PRODUCTION": "true"}, "MIDTRANS_SIMULATOR=false"),
-        ({"MIDTRANS_IS_PRODUCTION": "true", "MIDTRANS_SIMULATOR": "true",
-          "MIDTRANS_SERVER_KEY": "Mid-server-x", "MIDTRANS_CLIENT_KEY": "Mid-client-x"}, "simulator"),
-        ({"MIDTRANS_IS_PRODUCTION": "true", "MIDTRANS_SIMULATOR": "false"}, "needs MIDTRANS_SERVER_KEY"),
-        ({"MIDTRANS_IS_PRODUCTION": "true", "MIDTRANS_SERVER_KEY": "SB-Mid-server-x",
-          "MIDTRANS_CLIENT_KEY": "SB-Mid-client-x"}, "sandbox key"),
-        ({"MIDTRANS_IS_PRODUCTION": "true", "MIDTRANS_SERVER_KEY": "Mid-server-x",
-          "MIDTRANS_CLIENT_KEY": "SB-Mid-client-x"}, "sandbox key"),
+        (
+            {
+                "MIDTRANS_IS_PRODUCTION": "true",
+                "MIDTRANS_SIMULATOR": "true",
+                "MIDTRANS_SERVER_KEY": "Mid-server-x",
+                "MIDTRANS_CLIENT_KEY": "Mid-client-x",
+            },
+            "simulator",
+        ),
+        (
+            {"MIDTRANS_IS_PRODUCTION": "true", "MIDTRANS_SIMULATOR": "false"},
+            "needs MIDTRANS_SERVER_KEY",
+        ),
+        (
+            {
+                "MIDTRANS_IS_PRODUCTION": "true",
+                "MIDTRANS_SERVER_KEY": "SB-Mid-server-x",
+                "MIDTRANS_CLIENT_KEY": "SB-Mid-client-x",
+            },
+            "sandbox key",
+        ),
+        (
+            {
+                "MIDTRANS_IS_PRODUCTION": "true",
+                "MIDTRANS_SERVER_KEY": "Mid-server-x",
+                "MIDTRANS_CLIENT_KEY": "SB-Mid-client-x",
+            },
+            "sandbox key",
+        ),
         ({"MIDTRANS_SIMULATOR": "false"}, "MIDTRANS_SERVER_KEY"),
     ],
 )
@@ -84,7 +123,13 @@ def test_configurations_that_would_take_money_wrongly_refuse_to_start(env, says)
 
 
 def test_a_production_configuration_with_production_keys_starts():
-    validate(config(MIDTRANS_IS_PRODUCTION="true", MIDTRANS_SERVER_KEY="Mid-server-x", MIDTRANS_CLIENT_KEY="Mid-client-x"))
+    validate(
+        config(
+            MIDTRANS_IS_PRODUCTION="true",
+            MIDTRANS_SERVER_KEY="Mid-server-x",
+            MIDTRANS_CLIENT_KEY="Mid-client-x",
+        )
+    )
 
 
 @pytest.mark.parametrize("name", ["MIDTRANS_IS_PRODUCTION", "MIDTRANS_SIMULATOR"])

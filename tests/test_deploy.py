@@ -27,7 +27,10 @@ def test_service_is_published_on_host_port_8003():
 def test_migrations_finish_before_gunicorn_starts():
     services = compose()["services"]
     assert services["migrate"]["command"] == ["flask", "--app", "wsgi", "db", "upgrade"]
-    assert services["payment-service"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert (
+        services["payment-service"]["depends_on"]["migrate"]["condition"]
+        == "service_completed_successfully"
+    )
     assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
 
 
@@ -42,17 +45,25 @@ def test_database_credentials_come_from_the_secrets_files():
     env = document["services"]["payment-service"]["environment"]
     assert env["POSTGRES_USER_FILE"] == "/run/secrets/db_user"
     assert env["POSTGRES_PASSWORD_FILE"] == "/run/secrets/db_password"
-    assert document["services"]["postgres"]["environment"]["POSTGRES_PASSWORD_FILE"] == "/run/secrets/db_password"
+    assert (
+        document["services"]["postgres"]["environment"]["POSTGRES_PASSWORD_FILE"]
+        == "/run/secrets/db_password"
+    )
 
 
 def test_the_image_runs_gunicorn_with_the_repository_config():
-    cmd = [line for line in (ROOT / "Dockerfile").read_text().splitlines() if line.startswith("CMD")]
+    cmd = [
+        line for line in (ROOT / "Dockerfile").read_text().splitlines() if line.startswith("CMD")
+    ]
     assert cmd == ['CMD ["gunicorn", "--config", "gunicorn.conf.py", "wsgi:app"]']
 
 
 def test_gunicorn_config_binds_the_port_from_the_environment():
     result = subprocess.run(
         [sys.executable, "-c", "import runpy; print(runpy.run_path('gunicorn.conf.py')['bind'])"],
-        cwd=ROOT, capture_output=True, text=True, env={"PORT": "8000"},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={"PORT": "8000"},
     )
     assert result.stdout.strip() == "0.0.0.0:8000"

@@ -18,7 +18,9 @@ def test_readiness_reports_a_migrated_database(client):
 
 
 def _app_without_database(midtrans_simulator):
-    return create_app(app_config(SQLALCHEMY_DATABASE_URI=DOWN, MIDTRANS_BASE_URL=midtrans_simulator.url))
+    return create_app(
+        app_config(SQLALCHEMY_DATABASE_URI=DOWN, MIDTRANS_BASE_URL=midtrans_simulator.url)
+    )
 
 
 def test_readiness_is_503_when_the_database_is_down(midtrans_simulator):
@@ -30,7 +32,9 @@ def test_liveness_stays_up_when_the_database_is_down(midtrans_simulator):
     assert _app_without_database(midtrans_simulator).test_client().get("/health").status_code == 200
 
 
-def test_creating_a_payment_with_the_database_down_is_503_and_midtrans_is_not_called(midtrans_simulator):
+def test_creating_a_payment_with_the_database_down_is_503_and_midtrans_is_not_called(
+    midtrans_simulator,
+):
     client = _app_without_database(midtrans_simulator).test_client()
     response = client.post("/payments", json={"order_id": "ORD-DBDOWN-1", "amount": 1000})
     assert response.status_code == 503 and response.headers["Retry-After"]

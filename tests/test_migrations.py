@@ -18,20 +18,28 @@ def test_migrations_at_head_match_the_models(app):
 
 def test_no_native_enum_named_paymentstatus_is_created(app):
     with app.app_context():
-        types = db.session.execute(sa.text("SELECT typname FROM pg_type WHERE typtype = 'e'")).scalars().all()
+        types = (
+            db.session.execute(sa.text("SELECT typname FROM pg_type WHERE typtype = 'e'"))
+            .scalars()
+            .all()
+        )
     assert "paymentstatus" not in types
 
 
 def test_migrations_downgrade_to_nothing_and_upgrade_again(midtrans_simulator):
-    url = sa.make_url(TEST_DATABASE_URL).set(database=sa.make_url(TEST_DATABASE_URL).database + "_roundtrip")
+    url = sa.make_url(TEST_DATABASE_URL).set(
+        database=sa.make_url(TEST_DATABASE_URL).database + "_roundtrip"
+    )
     admin = sa.create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)'))
         connection.execute(sa.text(f'CREATE DATABASE "{url.database}"'))
-    app = create_app(app_config(
-        SQLALCHEMY_DATABASE_URI=url.render_as_string(hide_password=False),
-        MIDTRANS_BASE_URL=midtrans_simulator.url,
-    ))
+    app = create_app(
+        app_config(
+            SQLALCHEMY_DATABASE_URI=url.render_as_string(hide_password=False),
+            MIDTRANS_BASE_URL=midtrans_simulator.url,
+        )
+    )
     try:
         with app.app_context():
             upgrade()

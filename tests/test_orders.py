@@ -14,7 +14,17 @@ def test_midtrans_safe_order_ids_are_valid(order_id):
 
 @pytest.mark.parametrize(
     "order_id",
-    ["", "X" * 51, "ORD 1", "ORD#1", "ORD/1", "' OR 1=1--", "ORD-1\n", "ÖRD-1", "x'; DROP TABLE payments;--"],
+    [
+        "",
+        "X" * 51,
+        "ORD 1",
+        "ORD#1",
+        "ORD/1",
+        "' OR 1=1--",
+        "ORD-1\n",
+        "ÖRD-1",
+        "x'; DROP TABLE payments;--",
+    ],
 )
 def test_unsafe_order_ids_are_invalid(order_id):
     assert not is_valid_order_id(order_id)

@@ -36,7 +36,13 @@ def test_ended_statuses_are_final(status):
 
 def test_public_vocabulary_is_the_one_callers_know():
     assert [s.value for s in S] == [
-        "pending", "processing", "success", "failed", "canceled", "expired", "refunded",
+        "pending",
+        "processing",
+        "success",
+        "failed",
+        "canceled",
+        "expired",
+        "refunded",
     ]
 
 

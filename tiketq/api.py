@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 from flask import Blueprint, Response, request
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from tiketq.errors import json_error
 from tiketq.gateway import (
@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 bp = Blueprint("api", __name__, url_prefix="/payments")
 
+_PAYMENT_LIST = TypeAdapter(list[PaymentOut])
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 _DOMAIN_STATUS: dict[type[PaymentError], int] = {
@@ -104,7 +105,7 @@ def get_order_payments(order_id: str) -> Response:
     payments = queries.payments_for_order(order_id)
     if not payments:
         raise PaymentNotFound(f"no payment for order {order_id}")
-    body = json.dumps([PaymentOut.of(p).model_dump(mode="json") for p in payments])
+    body = _PAYMENT_LIST.dump_json([PaymentOut.of(p) for p in payments])
     return Response(body, mimetype="application/json", headers={"Cache-Control": "no-store"})
 
 

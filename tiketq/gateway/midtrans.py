@@ -102,7 +102,10 @@ class MidtransGateway:
     def create_checkout(self, request: CheckoutRequest) -> Checkout:
         """Create a Snap transaction and return its token and redirect URL."""
         body = self._call(
-            "snap.create", request.gateway_order_id, self._snap.create_transaction, snap_body(request)
+            "snap.create",
+            request.gateway_order_id,
+            self._snap.create_transaction,
+            snap_body(request),
         )
         return Checkout(token=body["token"], redirect_url=body["redirect_url"])
 

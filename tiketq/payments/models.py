@@ -69,7 +69,9 @@ class Payment(db.Model):
             sqlite_where=sa.text(f"status IN ({_COUNTED})"),
         ),
         sa.CheckConstraint("amount > 0", name="amount_positive"),
-        sa.CheckConstraint("refunded_amount >= 0 AND refunded_amount <= amount", name="refund_bounds"),
+        sa.CheckConstraint(
+            "refunded_amount >= 0 AND refunded_amount <= amount", name="refund_bounds"
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True, default=uuid.uuid4)

@@ -14,7 +14,8 @@ from tiketq.payments.errors import InvalidOrder
 ORDER_ID_PATTERN = r"^[A-Za-z0-9\-_~.]{1,50}$"
 ORDER_ID_MAX = 50
 ITEM_FIELD_MAX = 50
-# `~` never appears in the order ids TiketQ issues, so a suffixed attempt cannot look like another order.
+# `~` never appears in the order ids TiketQ issues, so a suffixed attempt cannot look like
+# another order.
 ATTEMPT_SEPARATOR = "~"
 PAYMENT_METHODS = ("credit_card", "bank_transfer", "e_wallet", "qris", "retail")
 

@@ -30,7 +30,10 @@ def get_payment(reference: str) -> Payment:
 def latest_for_order(order_id: str) -> Payment | None:
     """The newest attempt for an order, if any."""
     return db.session.scalar(
-        sa.select(Payment).where(Payment.order_id == order_id).order_by(Payment.attempt.desc()).limit(1)
+        sa.select(Payment)
+        .where(Payment.order_id == order_id)
+        .order_by(Payment.attempt.desc())
+        .limit(1)
     )
 
 

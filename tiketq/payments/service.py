@@ -67,7 +67,9 @@ def create_payment(
     items = normalise_items(new.order_id, new.amount, new.items)
 
     if idempotency_key is not None:
-        keyed = db.session.scalar(sa.select(Payment).where(Payment.idempotency_key == idempotency_key))
+        keyed = db.session.scalar(
+            sa.select(Payment).where(Payment.idempotency_key == idempotency_key)
+        )
         if keyed is not None:
             if keyed.request_fingerprint != fingerprint:
                 raise IdempotencyKeyReused(
@@ -82,7 +84,9 @@ def create_payment(
             return replay
 
     attempt = 1 + (
-        db.session.scalar(sa.select(sa.func.max(Payment.attempt)).where(Payment.order_id == new.order_id))
+        db.session.scalar(
+            sa.select(sa.func.max(Payment.attempt)).where(Payment.order_id == new.order_id)
+        )
         or 0
     )
     payment = Payment(
@@ -172,7 +176,13 @@ def _reuse_or_end(existing: Payment, new: NewPayment, now: datetime) -> Payment 
     if existing.amount != new.amount:
         raise PaymentConflict(
             f"order {new.order_id} has a live payment of {existing.amount}, not {new.amount}",
-            [{"field": "amount", "message": "differs from the live payment", "live": existing.amount}],
+            [
+                {
+                    "field": "amount",
+                    "message": "differs from the live payment",
+                    "live": existing.amount,
+                }
+            ],
         )
     if existing.is_expired(now):
         existing.transition_to(PaymentStatus.EXPIRED, source="api", detail="expired_before_retry")
