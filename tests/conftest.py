@@ -125,7 +125,7 @@ def _rollback_after_test(
     Flask-SQLAlchemy 3.1 ignores a session's bind, so the connection replaces the engine in
     db.engines; commits in the code under test become savepoint releases.
     """
-    if "app" not in request.fixturenames:
+    if "app" not in request.fixturenames or "committing_app" in request.fixturenames:
         yield
         return
     app: Flask = request.getfixturevalue("app")
@@ -149,3 +149,19 @@ def _rollback_after_test(
 def order_id() -> str:
     """A fresh TiketQ order number; the simulator remembers every order id it has seen."""
     return f"ORD-{uuid.uuid4().hex[:12].upper()}"
+
+
+@pytest.fixture
+def committing_app(app: Flask, midtrans_simulator: Simulator) -> Iterator[Flask]:
+    """An app whose commits are real, for tests of locks, concurrency and failures mid-way.
+
+    It shares the migrated test database; its rows are truncated afterwards.
+    """
+    real = create_app(app_config(MIDTRANS_BASE_URL=midtrans_simulator.url))
+    yield real
+    with real.app_context():
+        db.session.execute(
+            sa.text("TRUNCATE payments, payment_events, notifications, outbox CASCADE")
+        )
+        db.session.commit()
+        db.engine.dispose()

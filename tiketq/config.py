@@ -112,7 +112,7 @@ def from_environ(env: Mapping[str, str], instance_path: str) -> dict[str, Any]:
         "MIDTRANS_BASE_URL": base_url,
         "MIDTRANS_CONNECT_TIMEOUT": _float(env, "MIDTRANS_CONNECT_TIMEOUT", 3.05),
         "MIDTRANS_READ_TIMEOUT": _float(env, "MIDTRANS_READ_TIMEOUT", 10.0),
-        "PAYMENT_EXPIRY_HOURS": _int(env, "PAYMENT_EXPIRY_HOURS", 1),
+        "MIDTRANS_CONFIRM_PAID": bool(_flag(env, "MIDTRANS_CONFIRM_PAID")),
         "MAX_CONTENT_LENGTH": _int(env, "MAX_CONTENT_LENGTH", 64 * 1024),
     }
 

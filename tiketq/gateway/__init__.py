@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
 from flask import current_app
@@ -55,6 +56,39 @@ class GatewayTransaction:
     raw: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class GatewayNotification:
+    """A verified statement from the gateway about one transaction's state."""
+
+    order_id: str
+    transaction_id: str | None
+    transaction_status: str
+    fraud_status: str | None
+    status_code: str
+    gross_amount: Decimal
+    # Set when the gateway added a fee: what the merchant asked for, before the fee.
+    original_amount: Decimal | None
+    currency: str | None
+    payment_type: str | None
+    refund_amount: Decimal | None
+    settled_at: datetime | None
+    transaction_time: datetime | None
+    details: dict[str, Any]
+    dedupe_key: str
+
+    def charged_amount(self) -> Decimal:
+        """The amount the order was charged, before any gateway fee."""
+        return self.original_amount if self.original_amount is not None else self.gross_amount
+
+
+class InvalidNotification(Exception):
+    """A notification that cannot be read (not a JSON object, wrong field types)."""
+
+
+class InvalidSignature(Exception):
+    """A notification whose signature is missing or wrong: not from the gateway."""
+
+
 class GatewayError(Exception):
     """The gateway could not do what was asked."""
 
@@ -90,6 +124,10 @@ class Gateway(Protocol):
 
     def create_checkout(self, request: CheckoutRequest) -> Checkout:
         """Open a payment page for one attempt."""
+        ...
+
+    def parse_notification(self, body: dict[str, Any]) -> GatewayNotification:
+        """Verify and read a notification (or a status body, which is signed the same way)."""
         ...
 
     def get_status(self, gateway_order_id: str) -> GatewayTransaction:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 from collections.abc import Callable
-from datetime import timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 
 import midtransclient
@@ -17,10 +20,13 @@ from tiketq.gateway import (
     CheckoutRequest,
     GatewayAuthError,
     GatewayError,
+    GatewayNotification,
     GatewayRejected,
     GatewayTimeout,
     GatewayTransaction,
     GatewayUnavailable,
+    InvalidNotification,
+    InvalidSignature,
     TransactionNotFound,
 )
 
@@ -142,6 +148,11 @@ class MidtransGateway:
             )
         )
 
+    def parse_notification(self, body: dict[str, Any]) -> GatewayNotification:
+        """Verify a notification's signature in constant time and read it."""
+        verify_signature(body, self._snap.api_config.server_key)
+        return read_notification(body)
+
     def _call(self, operation: str, order_id: str, fn: Callable[..., T], *args: Any) -> T:
         try:
             return fn(*args)
@@ -244,3 +255,117 @@ def snap_body(request: CheckoutRequest) -> dict[str, Any]:
     if request.payment_method:
         body["enabled_payments"] = list(ENABLED_PAYMENTS[request.payment_method])
     return body
+
+
+_SIGNED = ("order_id", "status_code", "gross_amount")
+# Receipt fields by payment type, as Midtrans names them; nothing beyond what it sends.
+_DETAIL_FIELDS = (
+    "va_numbers",
+    "permata_va_number",
+    "bill_key",
+    "biller_code",
+    "store",
+    "payment_code",
+    "masked_card",
+    "card_type",
+    "bank",
+    "approval_code",
+    "issuer",
+    "acquirer",
+    "transaction_type",
+    "expiry_time",
+    "settlement_time",
+)
+
+
+def signature(order_id: str, status_code: str, gross_amount: str, server_key: str) -> str:
+    """Midtrans's signature_key: SHA-512 over the raw strings, hex."""
+    return hashlib.sha512((order_id + status_code + gross_amount + server_key).encode()).hexdigest()
+
+
+def verify_signature(body: dict[str, Any], server_key: str) -> None:
+    """Raise InvalidSignature unless signature_key matches the body's raw fields."""
+    given = body.get("signature_key")
+    if not isinstance(given, str) or not given:
+        raise InvalidSignature("signature_key missing")
+    if not all(isinstance(body.get(name), str) for name in _SIGNED):
+        raise InvalidSignature("order_id, status_code or gross_amount missing or not a string")
+    expected = signature(body["order_id"], body["status_code"], body["gross_amount"], server_key)
+    # compare_digest refuses non-ASCII str, which no genuine signature contains.
+    if not given.isascii() or not hmac.compare_digest(expected, given):
+        raise InvalidSignature("signature_key does not match")
+
+
+def read_notification(body: dict[str, Any]) -> GatewayNotification:
+    """Read the fields we use from a verified notification or status body."""
+    status = body.get("transaction_status")
+    if not isinstance(status, str) or not status:
+        raise InvalidNotification("transaction_status missing")
+    details = {k: body[k] for k in _DETAIL_FIELDS if body.get(k) not in (None, "", [])}
+    if body.get("payment_type"):
+        details["payment_type"] = body["payment_type"]
+    key_fields = (
+        "order_id",
+        "transaction_id",
+        "transaction_status",
+        "fraud_status",
+        "status_code",
+        "gross_amount",
+        "settlement_time",
+        "refund_amount",
+    )
+    dedupe = hashlib.sha256("|".join(str(body.get(k, "")) for k in key_fields).encode())
+    return GatewayNotification(
+        order_id=body["order_id"],
+        transaction_id=_text(body.get("transaction_id")),
+        transaction_status=status.lower(),
+        fraud_status=_text(body.get("fraud_status")),
+        status_code=body["status_code"],
+        gross_amount=_amount(body["gross_amount"], "gross_amount"),
+        original_amount=_original_amount(body),
+        currency=_text(body.get("currency")),
+        payment_type=_text(body.get("payment_type")),
+        refund_amount=_optional_amount(body.get("refund_amount"), "refund_amount"),
+        settled_at=_time(body.get("settlement_time")),
+        transaction_time=_time(body.get("transaction_time")),
+        details=details,
+        dedupe_key=dedupe.hexdigest(),
+    )
+
+
+def _original_amount(body: dict[str, Any]) -> Decimal | None:
+    # With Automatic Fee Imposition, gross_amount includes the customer's fee and the amount
+    # we asked for moves to metadata.extra_info.gross_amount_info.original_amount.
+    info: object = body.get("metadata")
+    for key in ("extra_info", "gross_amount_info"):
+        info = info.get(key) if isinstance(info, dict) else None
+    value = info.get("original_amount") if isinstance(info, dict) else None
+    return _optional_amount(value, "original_amount")
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _amount(value: object, name: str) -> Decimal:
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        raise InvalidNotification(f"{name} is not a number") from None
+    if not amount.is_finite():
+        raise InvalidNotification(f"{name} is not a number")
+    return amount
+
+
+def _optional_amount(value: object, name: str) -> Decimal | None:
+    return None if value in (None, "") else _amount(value, name)
+
+
+def _time(value: object) -> datetime | None:
+    """A Midtrans time ("YYYY-MM-DD HH:MM:SS", Jakarta time) in UTC; None if absent or odd."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.strptime(value, "%Y-%m-%d %H:%M:%S").replace(tzinfo=WIB).astimezone(UTC)
+    except ValueError:
+        return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
@@ -93,6 +94,9 @@ class Payment(db.Model):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     refunded_amount: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    # What the traveller must do or did (VA number, bill key, masked card...), for the receipt.
+    payment_details: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
+    needs_review: Mapped[bool] = mapped_column(default=False)
     idempotency_key: Mapped[str | None] = mapped_column(sa.String(255), unique=True)
     request_fingerprint: Mapped[str] = mapped_column(sa.String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -113,10 +117,37 @@ class Payment(db.Model):
         source: str,
         detail: str | None = None,
         data: dict[str, Any] | None = None,
+        notification: Notification | None = None,
     ) -> None:
         """Move to `new`, recording the change as an event; refuse moves the table forbids."""
         if not can_transition(self.status, new):
             raise InvalidTransition(self.status, new)
+        self._record(new, source=source, detail=detail, data=data, notification=notification)
+
+    def annotate(
+        self,
+        detail: str,
+        *,
+        source: str,
+        review: bool = False,
+        data: dict[str, Any] | None = None,
+        notification: Notification | None = None,
+    ) -> None:
+        """Record a finer truth about the payment without changing its status, as an event."""
+        self.needs_review = self.needs_review or review
+        self._record(
+            self.status, source=source, detail=detail, data=data, notification=notification
+        )
+
+    def _record(
+        self,
+        new: PaymentStatus,
+        *,
+        source: str,
+        detail: str | None,
+        data: dict[str, Any] | None,
+        notification: Notification | None,
+    ) -> None:
         self.events.append(
             PaymentEvent(
                 from_status=self.status,
@@ -124,6 +155,7 @@ class Payment(db.Model):
                 status_detail=detail,
                 source=source,
                 data=data or {},
+                notification=notification,
             )
         )
         self.status = new
@@ -144,6 +176,68 @@ class PaymentEvent(db.Model):
     status_detail: Mapped[str | None] = mapped_column(sa.String(40))
     source: Mapped[str] = mapped_column(sa.String(20))
     data: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
+    notification_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("notifications.id", ondelete="SET NULL"), index=True
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     payment: Mapped[Payment] = relationship(back_populates="events")
+    notification: Mapped[Notification | None] = relationship()
+
+
+class NotificationOutcome(StrEnum):
+    """What became of one received notification."""
+
+    RECEIVED = "received"  # stored, not applied yet (or applying failed and will be retried)
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"
+    STALE = "stale"  # older than what the payment already knows; recorded and ignored
+    FLAGGED = "flagged"  # money where none was expected; a person must look
+    AMOUNT_MISMATCH = "amount_mismatch"
+    UNKNOWN_ORDER = "unknown_order"
+    BAD_SIGNATURE = "bad_signature"
+    MALFORMED = "malformed"
+    UNSUPPORTED = "unsupported"
+
+
+class Notification(db.Model):
+    """The inbox: every Midtrans notification as received, stored before it is applied."""
+
+    __tablename__ = "notifications"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    raw_body: Mapped[str] = mapped_column(sa.Text)
+    order_id: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    transaction_status: Mapped[str | None] = mapped_column(sa.String(32))
+    status_code: Mapped[str | None] = mapped_column(sa.String(8))
+    gross_amount: Mapped[str | None] = mapped_column(sa.String(32))
+    signature_ok: Mapped[bool] = mapped_column(default=False)
+    # Identical deliveries share this key, so a redelivery is recognised without re-applying it.
+    dedupe_key: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    payment_id: Mapped[uuid.UUID | None] = mapped_column(
+        sa.ForeignKey("payments.id", ondelete="SET NULL"), index=True
+    )
+    outcome: Mapped[str] = mapped_column(sa.String(20), default=NotificationOutcome.RECEIVED)
+    detail: Mapped[str | None] = mapped_column(sa.String(255))
+    applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class OutboxMessage(db.Model):
+    """A message to another service, written in the same transaction as the change behind it."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        # One message per payment and event: a replayed notification cannot confirm twice.
+        sa.UniqueConstraint("payment_id", "event_type", name="uq_outbox_payment_event"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    event_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, unique=True, default=uuid.uuid4)
+    payment_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("payments.id", ondelete="CASCADE"))
+    event_type: Mapped[str] = mapped_column(sa.String(40))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
+    status: Mapped[str] = mapped_column(sa.String(20), default="pending", index=True)
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
