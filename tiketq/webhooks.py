@@ -6,7 +6,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from tiketq.errors import json_error
 from tiketq.gateway import GatewayError, current_gateway
-from tiketq.payments import service
+from tiketq.payments import notifications
 from tiketq.payments.models import NotificationOutcome
 
 bp = Blueprint("webhooks", __name__)
@@ -23,7 +23,7 @@ _STATUS = {
 @bp.post("/webhook/midtrans")
 def midtrans_notification() -> tuple[Response, int]:
     """Store a Midtrans notification, apply it, and tell Midtrans whether to send it again."""
-    inbox = service.receive_notification(
+    inbox = notifications.receive_notification(
         request.get_data(cache=False),
         gateway=current_gateway(),
         confirm_paid=current_app.config["MIDTRANS_CONFIRM_PAID"],

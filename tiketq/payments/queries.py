@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from tiketq.extensions import db
 from tiketq.payments.errors import PaymentNotFound
 from tiketq.payments.models import Payment
+from tiketq.payments.status import OPEN, PAID
 
 # The service we replace named payments "payment-<order_id>"; callers may still hold such ids.
 LEGACY_ID_PREFIX = "payment-"
@@ -44,3 +45,13 @@ def payments_for_order(order_id: str) -> list[Payment]:
             sa.select(Payment).where(Payment.order_id == order_id).order_by(Payment.attempt.desc())
         )
     )
+
+
+def counted_attempt(order_id: str, *, lock: bool = False) -> Payment | None:
+    """The order's attempt that is open or paid (at most one exists), optionally row-locked."""
+    query = sa.select(Payment).where(
+        Payment.order_id == order_id, Payment.status.in_(sorted(OPEN | PAID))
+    )
+    if lock:
+        query = query.with_for_update()
+    return db.session.scalar(query)
