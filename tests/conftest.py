@@ -20,8 +20,10 @@ from tiketq import create_app
 from tiketq.extensions import db
 from tiketq.gateway import simulator
 
+# A database of this run's own (dropped afterwards), so that parallel runs never collide.
 TEST_DATABASE_URL = os.environ.get(
-    "TEST_DATABASE_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/tiketq_test"
+    "TEST_DATABASE_URL",
+    f"postgresql+psycopg2://postgres@127.0.0.1:5432/tiketq_test_{os.getpid()}",
 )
 SERVER_KEY = "SB-Mid-server-TESTKEY"
 CLIENT_KEY = "SB-Mid-client-TESTKEY"
@@ -82,13 +84,25 @@ def _clear_simulator_faults(request: pytest.FixtureRequest) -> Iterator[None]:
         request.getfixturevalue("midtrans_simulator").control("DELETE", "/faults")
 
 
-def _recreate_database(url: str) -> None:
-    target = sa.make_url(url)
-    admin = sa.create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
+def _admin_execute(url: str, *statements: str) -> None:
+    admin = sa.create_engine(
+        sa.make_url(url).set(database="postgres"), isolation_level="AUTOCOMMIT"
+    )
     with admin.connect() as connection:
-        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)'))
-        connection.execute(sa.text(f'CREATE DATABASE "{target.database}"'))
+        for statement in statements:
+            connection.execute(sa.text(statement))
     admin.dispose()
+
+
+def _recreate_database(url: str) -> None:
+    name = sa.make_url(url).database
+    _admin_execute(
+        url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'CREATE DATABASE "{name}"'
+    )
+
+
+def _drop_database(url: str) -> None:
+    _admin_execute(url, f'DROP DATABASE IF EXISTS "{sa.make_url(url).database}" WITH (FORCE)')
 
 
 def app_config(**overrides: Any) -> dict[str, Any]:
@@ -106,14 +120,24 @@ def app_config(**overrides: Any) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
-def app(midtrans_simulator: Simulator) -> Iterator[Flask]:
-    """The app on a freshly migrated test database, talking to the simulator over HTTP."""
+def database(midtrans_simulator: Simulator) -> Iterator[str]:
+    """This run's own test database, migrated to head, dropped at the end."""
     _recreate_database(TEST_DATABASE_URL)
-    app = create_app(app_config(MIDTRANS_BASE_URL=midtrans_simulator.url))
-    with app.app_context():
+    migrator = create_app(app_config(MIDTRANS_BASE_URL=midtrans_simulator.url))
+    with migrator.app_context():
         upgrade()
         db.engine.dispose()
+    yield TEST_DATABASE_URL
+    _drop_database(TEST_DATABASE_URL)
+
+
+@pytest.fixture(scope="session")
+def app(database: str, midtrans_simulator: Simulator) -> Iterator[Flask]:
+    """The app, talking to the simulator over HTTP; each test runs in a rolled-back transaction."""
+    app = create_app(app_config(MIDTRANS_BASE_URL=midtrans_simulator.url))
     yield app
+    with app.app_context():
+        db.engine.dispose()
 
 
 @pytest.fixture(autouse=True)
@@ -125,7 +149,7 @@ def _rollback_after_test(
     Flask-SQLAlchemy 3.1 ignores a session's bind, so the connection replaces the engine in
     db.engines; commits in the code under test become savepoint releases.
     """
-    if "app" not in request.fixturenames or "committing_app" in request.fixturenames:
+    if "app" not in request.fixturenames:
         yield
         return
     app: Flask = request.getfixturevalue("app")
@@ -152,16 +176,29 @@ def order_id() -> str:
 
 
 @pytest.fixture
-def committing_app(app: Flask, midtrans_simulator: Simulator) -> Iterator[Flask]:
-    """An app whose commits are real, for tests of locks, concurrency and failures mid-way.
+def committed(database: str, midtrans_simulator: Simulator) -> Iterator[Any]:
+    """Build apps whose commits are real, for tests of locks, concurrency and failures mid-way.
 
-    It shares the migrated test database; its rows are truncated afterwards.
+    They share the migrated test database; its rows are truncated afterwards.
     """
-    real = create_app(app_config(MIDTRANS_BASE_URL=midtrans_simulator.url))
-    yield real
-    with real.app_context():
-        db.session.execute(
-            sa.text("TRUNCATE payments, payment_events, notifications, outbox CASCADE")
-        )
+    built: list[Flask] = []
+
+    def build(**overrides: Any) -> Flask:
+        real = create_app(app_config(MIDTRANS_BASE_URL=midtrans_simulator.url, **overrides))
+        built.append(real)
+        return real
+
+    yield build
+    cleaner = built[0] if built else build()
+    with cleaner.app_context():
+        db.session.execute(sa.text(f"TRUNCATE {', '.join(db.metadata.tables)} CASCADE"))
         db.session.commit()
-        db.engine.dispose()
+    for real in built:
+        with real.app_context():
+            db.engine.dispose()
+
+
+@pytest.fixture
+def committing_app(committed: Any) -> Flask:
+    """One app with real commits."""
+    return committed()

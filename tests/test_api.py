@@ -126,7 +126,9 @@ def test_a_payment_can_be_read_back_every_way(client, order_id):
     status = client.get(f"/payments/{created['id']}/status").get_json()
     assert status["payment_id"] == created["id"] and status["order_id"] == order_id
     assert status["current_status"] == status["status"] == "pending"
-    assert status["amount"] == 1_275_000 and status["auto_updated"] is False
+    assert status["amount"] == 1_275_000 and status["auto_updated"] is True
+    again = client.get(f"/payments/{created['id']}/status").get_json()
+    assert again["auto_updated"] is False, "Midtrans is asked at most once per few seconds"
 
 
 def test_a_retried_create_returns_the_same_payment_without_calling_midtrans_again(

@@ -128,8 +128,24 @@ def test_a_production_configuration_with_production_keys_starts():
             MIDTRANS_IS_PRODUCTION="true",
             MIDTRANS_SERVER_KEY="Mid-server-x",
             MIDTRANS_CLIENT_KEY="Mid-client-x",
+            JWT_SECRET="confirmations-secret",
         )
     )
+
+
+def test_production_refuses_the_transaction_services_default_jwt_secret():
+    production = {
+        "MIDTRANS_IS_PRODUCTION": "true",
+        "MIDTRANS_SERVER_KEY": "Mid-server-x",
+        "MIDTRANS_CLIENT_KEY": "Mid-client-x",
+    }
+    with pytest.raises(ConfigError, match="JWT_SECRET"):
+        validate(config(**production))
+
+
+def test_event_subscribers_need_a_signing_secret():
+    with pytest.raises(ConfigError, match="EVENT_SIGNING_SECRET"):
+        validate(config(EVENT_SUBSCRIBER_URLS="http://users:8000/payments/events"))
 
 
 @pytest.mark.parametrize("name", ["MIDTRANS_IS_PRODUCTION", "MIDTRANS_SIMULATOR"])

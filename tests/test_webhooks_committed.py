@@ -49,7 +49,7 @@ def test_a_failure_while_applying_is_503_and_a_retry_applies_it_cleanly(
     def database_gone(*args, **kwargs):
         raise OperationalError("INSERT INTO outbox", {}, Exception("server closed the connection"))
 
-    monkeypatch.setattr(notifications, "_announce", database_gone)
+    monkeypatch.setattr(notifications, "announce", database_gone)
     body = notification(payment.gateway_order_id, "settlement")
     assert post(committing_app, body) == 503
     assert state(committing_app, payment) == ("pending", [], ["received"])

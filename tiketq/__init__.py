@@ -11,7 +11,7 @@ from flask import Flask
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app: config -> extensions -> gateway -> blueprints -> error handlers."""
-    from tiketq import api, config, errors, gateway, ops, webhooks
+    from tiketq import api, auth, config, errors, gateway, ops, outbound, webhooks, worker
     from tiketq.extensions import db, migrate
 
     app = Flask(__name__, instance_relative_config=True)
@@ -25,7 +25,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     db.init_app(app)
     migrate.init_app(app, db, directory=os.path.join(os.path.dirname(app.root_path), "migrations"))
     gateway.init_app(app)
+    outbound.init_app(app)
+    auth.init_app(app)
     for blueprint in (api.bp, webhooks.bp, ops.bp):
         app.register_blueprint(blueprint)
     errors.init_app(app)
+    app.cli.add_command(worker.cli)
     return app

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import re
-from typing import Any
+from datetime import timedelta
+from typing import Any, TypeVar
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, current_app, request
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from tiketq.auth import require_admin
 from tiketq.errors import json_error
 from tiketq.gateway import (
     GatewayAuthError,
@@ -18,7 +20,7 @@ from tiketq.gateway import (
     GatewayTimeout,
     current_gateway,
 )
-from tiketq.payments import queries, service
+from tiketq.payments import background, queries, service
 from tiketq.payments.errors import (
     IdempotencyKeyReused,
     InvalidOrder,
@@ -27,11 +29,20 @@ from tiketq.payments.errors import (
     PaymentError,
     PaymentNotFound,
 )
-from tiketq.schemas import PaymentCreate, PaymentOut, PaymentStatusOut, validation_errors
+from tiketq.schemas import (
+    CancelRequest,
+    PaymentCreate,
+    PaymentOut,
+    PaymentStatusOut,
+    RefundCreate,
+    RefundOut,
+    validation_errors,
+)
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("api", __name__, url_prefix="/payments")
+M = TypeVar("M", bound=BaseModel)
 
 _PAYMENT_LIST = TypeAdapter(list[PaymentOut])
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
@@ -64,6 +75,20 @@ def _body() -> dict[str, Any]:
     return body
 
 
+def _idempotency_key() -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not _IDEMPOTENCY_KEY.match(key):
+        raise _Refused(400, "Idempotency-Key must be 1-255 printable ASCII characters")
+    return key
+
+
+def _validated(model: type[M], body: dict[str, Any]) -> M:
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise _Refused(400, "request body is invalid", validation_errors(exc)) from None
+
+
 class _Refused(Exception):
     def __init__(self, status: int, detail: str, errors: list[dict[str, Any]] | None = None):
         super().__init__(detail)
@@ -74,13 +99,8 @@ class _Refused(Exception):
 @bp.post("/")
 def create_payment() -> Response:
     """Open a payment for an order (idempotent per order and per Idempotency-Key)."""
-    key = request.headers.get("Idempotency-Key")
-    if key is not None and not _IDEMPOTENCY_KEY.match(key):
-        raise _Refused(400, "Idempotency-Key must be 1-255 printable ASCII characters")
-    try:
-        payload = PaymentCreate.model_validate(_body())
-    except ValidationError as exc:
-        raise _Refused(400, "request body is invalid", validation_errors(exc)) from None
+    key = _idempotency_key()
+    payload = _validated(PaymentCreate, _body())
     payment = service.create_payment(
         payload.to_new_payment(), gateway=current_gateway(), idempotency_key=key
     )
@@ -95,8 +115,41 @@ def get_payment(payment_id: str) -> Response:
 
 @bp.get("/<payment_id>/status")
 def get_payment_status(payment_id: str) -> Response:
-    """Read one payment's status summary."""
-    return _json(PaymentStatusOut.of(queries.get_payment(payment_id), refreshed=False))
+    """Read one payment's status, asking Midtrans first if it is open and not checked lately."""
+    payment = queries.get_payment(payment_id)
+    refreshed = background.refresh_if_stale(
+        payment.id,
+        current_gateway(),
+        min_interval=timedelta(seconds=current_app.config["STATUS_REFRESH_SECONDS"]),
+    )
+    return _json(PaymentStatusOut.of(queries.get_payment(payment_id), refreshed=refreshed))
+
+
+@bp.post("/<payment_id>/cancel")
+@require_admin
+def cancel_payment(payment_id: str) -> Response:
+    """Cancel a payment that is not paid yet (staff and authorised callers)."""
+    body = _validated(CancelRequest, _body() if request.content_length else {})
+    payment = queries.get_payment(payment_id)
+    canceled = service.cancel_payment(payment.id, gateway=current_gateway(), reason=body.reason)
+    return _json(PaymentOut.of(canceled))
+
+
+@bp.post("/<payment_id>/refund")
+@require_admin
+def refund_payment(payment_id: str) -> Response:
+    """Refund part or all of a settled payment; the same Idempotency-Key refunds once."""
+    key = _idempotency_key()
+    body = _validated(RefundCreate, _body())
+    payment = queries.get_payment(payment_id)
+    refund = service.refund_payment(
+        payment.id,
+        gateway=current_gateway(),
+        amount=body.amount,
+        reason=body.reason,
+        request_key=key,
+    )
+    return _json(RefundOut.of(refund, queries.get_payment(payment_id)))
 
 
 @bp.get("/order/<order_id>")

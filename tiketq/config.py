@@ -10,6 +10,7 @@ from typing import Any
 SIMULATOR_SERVER_KEY = "SB-Mid-server-SIMULATOR"
 SIMULATOR_CLIENT_KEY = "SB-Mid-client-SIMULATOR"
 SIMULATOR_PREFIX = "/_simulator"
+DEFAULT_JWT_SECRET = "secret"
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -63,6 +64,10 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         raise ConfigError(f"{name}={raw!r} is not a number") from None
 
 
+def _list(raw: str | None) -> list[str]:
+    return [item.strip() for item in (raw or "").split(",") if item.strip()]
+
+
 def database_url(env: Mapping[str, str], instance_path: str) -> str:
     """DATABASE_URL, else one built from POSTGRES_*, else SQLite in the instance folder."""
     url = _secret(env, "DATABASE_URL")
@@ -113,6 +118,19 @@ def from_environ(env: Mapping[str, str], instance_path: str) -> dict[str, Any]:
         "MIDTRANS_CONNECT_TIMEOUT": _float(env, "MIDTRANS_CONNECT_TIMEOUT", 3.05),
         "MIDTRANS_READ_TIMEOUT": _float(env, "MIDTRANS_READ_TIMEOUT", 10.0),
         "MIDTRANS_CONFIRM_PAID": bool(_flag(env, "MIDTRANS_CONFIRM_PAID")),
+        "STATUS_REFRESH_SECONDS": _float(env, "STATUS_REFRESH_SECONDS", 5.0),
+        "ADMIN_API_KEYS": _list(_secret(env, "ADMIN_API_KEYS")),
+        # The transaction service's own defaults: its compose name and port, and its JWT secret.
+        "TRANSACTION_SERVICE_URL": env.get(
+            "TRANSACTION_SERVICE_URL", "http://transaction-service:8000"
+        ),
+        "JWT_SECRET": _secret(env, "JWT_SECRET") or DEFAULT_JWT_SECRET,
+        "EVENT_SUBSCRIBER_URLS": _list(env.get("EVENT_SUBSCRIBER_URLS")),
+        "EVENT_SIGNING_SECRET": _secret(env, "EVENT_SIGNING_SECRET"),
+        "OUTBOUND_CONNECT_TIMEOUT": _float(env, "OUTBOUND_CONNECT_TIMEOUT", 3.05),
+        "OUTBOUND_READ_TIMEOUT": _float(env, "OUTBOUND_READ_TIMEOUT", 10.0),
+        "WORKER_INTERVAL": _float(env, "WORKER_INTERVAL", 5.0),
+        "WORKER_BATCH": _int(env, "WORKER_BATCH", 50),
         "MAX_CONTENT_LENGTH": _int(env, "MAX_CONTENT_LENGTH", 64 * 1024),
     }
 
@@ -140,7 +158,14 @@ def validate(config: Mapping[str, Any]) -> None:
             )
         if config.get("MIDTRANS_BASE_URL"):
             raise ConfigError("MIDTRANS_BASE_URL must not be set with MIDTRANS_IS_PRODUCTION=true")
-    elif not server_key or not client_key:
+        if config.get("JWT_SECRET") == DEFAULT_JWT_SECRET:
+            raise ConfigError(
+                "MIDTRANS_IS_PRODUCTION=true needs JWT_SECRET (or JWT_SECRET_FILE): the secret the "
+                "transaction service verifies payment confirmations with"
+            )
+    if config.get("EVENT_SUBSCRIBER_URLS") and not config.get("EVENT_SIGNING_SECRET"):
+        raise ConfigError("EVENT_SUBSCRIBER_URLS needs EVENT_SIGNING_SECRET to sign the events")
+    if not config.get("MIDTRANS_IS_PRODUCTION") and (not server_key or not client_key):
         raise ConfigError(
             "MIDTRANS_SIMULATOR=false needs MIDTRANS_SERVER_KEY (a sandbox key, SB-Mid-server-...) "
             "and MIDTRANS_CLIENT_KEY; or unset MIDTRANS_SIMULATOR to use the local simulator"

@@ -18,7 +18,7 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from tiketq.payments.models import Payment
+from tiketq.payments.models import Payment, Refund
 from tiketq.payments.orders import ORDER_ID_PATTERN, PAYMENT_METHODS, ItemLine
 from tiketq.payments.service import NewPayment
 
@@ -207,3 +207,43 @@ def validation_errors(exc: ValidationError) -> list[dict[str, Any]]:
         {"field": ".".join(str(part) for part in error["loc"]) or "body", "message": error["msg"]}
         for error in exc.errors(include_url=False, include_input=False)
     ]
+
+
+class CancelRequest(BaseModel):
+    """Why a payment is being canceled."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    reason: Annotated[Text, Field(max_length=255)] | None = None
+
+
+class RefundCreate(BaseModel):
+    """A refund request; without an amount, everything not yet refunded."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    amount: Annotated[Rupiah, Field(gt=0, le=MAX_RUPIAH)] | None = None
+    reason: Annotated[Text, Field(min_length=1, max_length=255)]
+
+
+class RefundOut(BaseModel):
+    """One refund, and the payment after it."""
+
+    refund_key: str
+    amount: int
+    reason: str
+    status: str
+    created_at: datetime
+    payment: PaymentOut
+
+    @classmethod
+    def of(cls, refund: Refund, payment: Payment) -> RefundOut:
+        """Describe a stored refund."""
+        return cls(
+            refund_key=refund.refund_key,
+            amount=refund.amount,
+            reason=refund.reason,
+            status=refund.status,
+            created_at=refund.created_at,
+            payment=PaymentOut.of(payment),
+        )

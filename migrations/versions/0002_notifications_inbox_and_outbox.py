@@ -49,17 +49,15 @@ def upgrade():
     sa.Column('payment_id', sa.Uuid(), nullable=False),
     sa.Column('event_type', sa.String(length=40), nullable=False),
     sa.Column('payload', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
-    sa.Column('status', sa.String(length=20), nullable=False),
-    sa.Column('attempts', sa.Integer(), nullable=False),
-    sa.Column('next_attempt_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('dispatched_at', sa.DateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['payment_id'], ['payments.id'], name=op.f('fk_outbox_payment_id_payments'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_outbox')),
     sa.UniqueConstraint('event_id', name=op.f('uq_outbox_event_id')),
     sa.UniqueConstraint('payment_id', 'event_type', name='uq_outbox_payment_event')
     )
     with op.batch_alter_table('outbox', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_outbox_status'), ['status'], unique=False)
+        batch_op.create_index(batch_op.f('ix_outbox_dispatched_at'), ['dispatched_at'], unique=False)
 
     with op.batch_alter_table('payment_events', schema=None) as batch_op:
         batch_op.add_column(sa.Column('notification_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True))
@@ -84,7 +82,7 @@ def downgrade():
         batch_op.drop_column('notification_id')
 
     with op.batch_alter_table('outbox', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_outbox_status'))
+        batch_op.drop_index(batch_op.f('ix_outbox_dispatched_at'))
 
     op.drop_table('outbox')
     with op.batch_alter_table('notifications', schema=None) as batch_op:

@@ -130,6 +130,10 @@ class Gateway(Protocol):
         """Verify and read a notification (or a status body, which is signed the same way)."""
         ...
 
+    def cancel_checkout(self, token: str) -> None:
+        """Close a payment page on which no method was chosen yet."""
+        ...
+
     def get_status(self, gateway_order_id: str) -> GatewayTransaction:
         """Read a transaction's current status."""
         ...

@@ -115,6 +115,22 @@ class MidtransGateway:
         )
         return Checkout(token=body["token"], redirect_url=body["redirect_url"])
 
+    def cancel_checkout(self, token: str) -> None:
+        """Cancel a Snap session by token (midtransclient lacks it, so use its HTTP client)."""
+        config = self._snap.api_config
+        url = f"{config.get_snap_base_url()}/transactions/{token}/cancel"
+        self._call(
+            "snap.cancel",
+            token,
+            self._snap.http_client.request,
+            "post",
+            config.server_key,
+            url,
+            {},
+            {},
+            {},
+        )
+
     def get_status(self, gateway_order_id: str) -> GatewayTransaction:
         """Read the Core API status of a transaction."""
         transactions = self._snap.transactions

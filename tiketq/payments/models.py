@@ -13,6 +13,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from tiketq.extensions import db
 from tiketq.payments.errors import InvalidTransition
+from tiketq.payments.schedule import next_check
 from tiketq.payments.status import OPEN, PAID, PaymentStatus, can_transition
 
 
@@ -73,6 +74,12 @@ class Payment(db.Model):
         sa.CheckConstraint(
             "refunded_amount >= 0 AND refunded_amount <= amount", name="refund_bounds"
         ),
+        sa.Index(
+            "ix_payments_check_due",
+            "next_check_at",
+            postgresql_where=sa.text("next_check_at IS NOT NULL"),
+            sqlite_where=sa.text("next_check_at IS NOT NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True, default=uuid.uuid4)
@@ -97,6 +104,10 @@ class Payment(db.Model):
     # What the traveller must do or did (VA number, bill key, masked card...), for the receipt.
     payment_details: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
     needs_review: Mapped[bool] = mapped_column(default=False)
+    # When the worker next asks Midtrans about this payment, and how often it already has.
+    next_check_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    checks: Mapped[int] = mapped_column(default=0)
+    last_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     idempotency_key: Mapped[str | None] = mapped_column(sa.String(255), unique=True)
     request_fingerprint: Mapped[str] = mapped_column(sa.String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -109,6 +120,14 @@ class Payment(db.Model):
     def is_expired(self, now: datetime) -> bool:
         """Tell whether the payment's time to pay has run out."""
         return now >= self.expires_at
+
+    def schedule_check(self, now: datetime) -> None:
+        """Plan when to ask Midtrans about this payment next, or never once it left open."""
+        self.next_check_at = (
+            next_check(self.created_at, self.expires_at, self.checks, now)
+            if self.status in OPEN
+            else None
+        )
 
     def transition_to(
         self,
@@ -160,6 +179,8 @@ class Payment(db.Model):
         )
         self.status = new
         self.status_detail = detail
+        if new not in OPEN:
+            self.next_check_at = None
 
 
 class PaymentEvent(db.Model):
@@ -237,7 +258,67 @@ class OutboxMessage(db.Model):
     payment_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("payments.id", ondelete="CASCADE"))
     event_type: Mapped[str] = mapped_column(sa.String(40))
     payload: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
-    status: Mapped[str] = mapped_column(sa.String(20), default="pending", index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Set once the worker has made a delivery for each destination of the message.
+    dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+
+    deliveries: Mapped[list[Delivery]] = relationship(back_populates="message")
+
+
+class DeliveryStatus(StrEnum):
+    """Where one delivery of an outbox message stands."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    DEAD = "dead"  # gave up after the last attempt; a person may resend it
+
+
+class Delivery(db.Model):
+    """One outbox message on its way to one destination, with its retry schedule."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        sa.UniqueConstraint("message_id", "destination", name="uq_deliveries_message"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    message_id: Mapped[int] = mapped_column(sa.ForeignKey("outbox.id", ondelete="CASCADE"))
+    destination: Mapped[str] = mapped_column(sa.String(40))
+    url: Mapped[str] = mapped_column(sa.Text)
+    status: Mapped[str] = mapped_column(sa.String(20), default=DeliveryStatus.PENDING)
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_status_code: Mapped[int | None]
+    last_error: Mapped[str | None] = mapped_column(sa.String(255))
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    message: Mapped[OutboxMessage] = relationship(back_populates="deliveries")
+
+
+sa.Index(
+    "ix_deliveries_due",
+    Delivery.next_attempt_at,
+    postgresql_where=sa.text("status = 'pending'"),
+    sqlite_where=sa.text("status = 'pending'"),
+)
+
+
+class Refund(db.Model):
+    """One refund of a payment, keyed so that a retried request refunds once."""
+
+    __tablename__ = "refunds"
+    __table_args__ = (sa.CheckConstraint("amount > 0", name="amount_positive"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    payment_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("payments.id", ondelete="CASCADE"), index=True
+    )
+    refund_key: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    amount: Mapped[int] = mapped_column(sa.BigInteger)
+    reason: Mapped[str] = mapped_column(sa.String(255))
+    # requested: stored, Midtrans not answered yet; succeeded; failed (Midtrans refused).
+    status: Mapped[str] = mapped_column(sa.String(20), default="requested")
+    gateway_response: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

@@ -9,7 +9,14 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from tiketq.extensions import db
-from tiketq.gateway import Gateway, GatewayNotification, InvalidNotification, InvalidSignature
+from tiketq.gateway import (
+    Gateway,
+    GatewayError,
+    GatewayNotification,
+    InvalidNotification,
+    InvalidSignature,
+    TransactionNotFound,
+)
 from tiketq.payments import queries
 from tiketq.payments.models import (
     Notification,
@@ -103,21 +110,10 @@ def apply_notification(
     inbox.payment_id = payment.id
     if _seen_before(inbox):
         return _close(inbox, NotificationOutcome.DUPLICATE, "same notification already handled")
-    target = from_midtrans(notification.transaction_status, notification.fraud_status)
-    if confirm_paid and target is not None and target.status is PaymentStatus.SUCCESS:
+    if confirm_paid and _means_paid(notification):
         # Midtrans's own recommendation: the status API is the truth before money is booked.
         notification = gateway.parse_notification(gateway.get_status(notification.order_id).raw)
-        target = from_midtrans(notification.transaction_status, notification.fraud_status)
-    if target is None:
-        detail = f"unknown transaction_status {notification.transaction_status!r}"
-        return _close(inbox, NotificationOutcome.UNSUPPORTED, detail)
-    outcome, detail = _apply(payment, target, notification, inbox)
-    if outcome is not NotificationOutcome.STALE:
-        payment.payment_details = {**payment.payment_details, **notification.details}
-        payment.payment_type = notification.payment_type or payment.payment_type
-        payment.gateway_transaction_id = (
-            notification.transaction_id or payment.gateway_transaction_id
-        )
+    outcome, detail = apply_gateway_state(payment, notification, source="webhook", inbox=inbox)
     inbox.applied_at = utcnow()
     log.info(
         "notification %s",
@@ -131,14 +127,58 @@ def apply_notification(
     return _close(inbox, outcome, detail)
 
 
+def fetch_gateway_state(payment: Payment, gateway: Gateway) -> GatewayNotification | None:
+    """Midtrans's current word on a payment; None before the traveller chose a method."""
+    try:
+        body = gateway.get_status(payment.gateway_order_id).raw
+    except TransactionNotFound:
+        return None
+    try:
+        return gateway.parse_notification(body)
+    except (InvalidSignature, InvalidNotification) as exc:
+        raise GatewayError("core.status", f"status answer rejected: {exc}") from exc
+
+
+def apply_gateway_state(
+    payment: Payment,
+    notification: GatewayNotification,
+    *,
+    source: str,
+    inbox: Notification | None = None,
+) -> tuple[NotificationOutcome, str | None]:
+    """Bring a row-locked payment in line with what Midtrans says; the caller commits."""
+    target = from_midtrans(notification.transaction_status, notification.fraud_status)
+    if target is None:
+        return NotificationOutcome.UNSUPPORTED, (
+            f"unknown transaction_status {notification.transaction_status!r}"
+        )
+    outcome, detail = _apply(payment, target, notification, source=source, inbox=inbox)
+    if outcome is not NotificationOutcome.STALE:
+        _keep_details(payment, notification)
+    return outcome, detail
+
+
+def _means_paid(notification: GatewayNotification) -> bool:
+    target = from_midtrans(notification.transaction_status, notification.fraud_status)
+    return target is not None and target.status is PaymentStatus.SUCCESS
+
+
+def _keep_details(payment: Payment, notification: GatewayNotification) -> None:
+    payment.payment_details = {**payment.payment_details, **notification.details}
+    payment.payment_type = notification.payment_type or payment.payment_type
+    payment.gateway_transaction_id = notification.transaction_id or payment.gateway_transaction_id
+
+
 def _apply(
     payment: Payment,
     target: GatewayOutcome,
     notification: GatewayNotification,
-    inbox: Notification,
+    *,
+    source: str,
+    inbox: Notification | None,
 ) -> tuple[NotificationOutcome, str | None]:
     """Decide and make the change one notification asks for; the status table has the last word."""
-    record = {"source": "webhook", "notification": inbox}
+    record = {"source": source, "notification": inbox}
     if (
         notification.currency not in (None, "IDR")
         or notification.charged_amount() != payment.amount
@@ -184,7 +224,8 @@ def _apply(
     if target.status is PaymentStatus.SUCCESS:
         payment.paid_at = notification.settled_at or notification.transaction_time or utcnow()
     _book_refund(payment, notification)
-    _announce(payment, notification)
+    _keep_details(payment, notification)
+    announce(payment)
     return NotificationOutcome.APPLIED, target.detail
 
 
@@ -195,8 +236,8 @@ def _book_refund(payment: Payment, notification: GatewayNotification) -> None:
         payment.refunded_amount = min(payment.amount, int(notification.refund_amount))
 
 
-def _announce(payment: Payment, notification: GatewayNotification) -> None:
-    """Queue a message for other services in the same transaction as the change."""
+def announce(payment: Payment) -> None:
+    """Queue a message for other services about the payment's new status, in this transaction."""
     event_type = ANNOUNCED.get(payment.status)
     if event_type is None:
         return
@@ -214,8 +255,8 @@ def _announce(payment: Payment, notification: GatewayNotification) -> None:
                 "amount": payment.amount,
                 "refunded_amount": payment.refunded_amount,
                 "currency": payment.currency,
-                "payment_type": notification.payment_type,
-                "gateway_transaction_id": notification.transaction_id,
+                "payment_type": payment.payment_type,
+                "gateway_transaction_id": payment.gateway_transaction_id,
                 "paid_at": payment.paid_at.isoformat() if payment.paid_at else None,
                 "occurred_at": utcnow().isoformat(),
             },

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import uuid
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
@@ -21,17 +22,17 @@ from tiketq.gateway import (
     GatewayTimeout,
 )
 from tiketq.payments import queries
-from tiketq.payments.errors import IdempotencyKeyReused, PaymentConflict
-from tiketq.payments.models import (
-    Payment,
-    PaymentEvent,
-    utcnow,
+from tiketq.payments.errors import (
+    IdempotencyKeyReused,
+    InvalidOrder,
+    InvalidTransition,
+    PaymentConflict,
+    PaymentNotFound,
 )
+from tiketq.payments.models import Payment, PaymentEvent, Refund, utcnow
+from tiketq.payments.notifications import announce, apply_gateway_state, fetch_gateway_state
 from tiketq.payments.orders import ItemLine, gateway_order_id, normalise_items
-from tiketq.payments.status import (
-    PAID,
-    PaymentStatus,
-)
+from tiketq.payments.status import OPEN, PAID, PaymentStatus
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +158,7 @@ def create_payment(
     payment.snap_token = checkout.token
     payment.snap_redirect_url = checkout.redirect_url
     payment.status_detail = None
+    payment.schedule_check(now)
     db.session.commit()
     log.info(
         "payment created",
@@ -206,3 +208,132 @@ def _failure_detail(exc: GatewayError) -> str:
     if isinstance(exc, GatewayRejected):
         return "gateway_rejected"
     return "gateway_unavailable"
+
+
+# Midtrans refunds only these payment types, and only once settled; VA and store payments are
+# refunded outside Midtrans.
+REFUNDABLE_TYPES = frozenset(
+    {"credit_card", "gopay", "shopeepay", "dana", "ovo", "qris", "kredivo", "akulaku"}
+)
+
+
+def _locked(payment_id: uuid.UUID) -> Payment:
+    payment = db.session.get(Payment, payment_id, with_for_update=True)
+    if payment is None:
+        raise PaymentNotFound("Payment not found")
+    return payment
+
+
+def cancel_payment(
+    payment_id: uuid.UUID, *, gateway: Gateway, reason: str | None, now: datetime | None = None
+) -> Payment:
+    """Cancel a payment that is not paid yet, at Midtrans and here."""
+    now = now or utcnow()
+    payment = _locked(payment_id)
+    if payment.status not in OPEN:
+        raise InvalidTransition(payment.status, PaymentStatus.CANCELED)
+    state = fetch_gateway_state(payment, gateway)
+    if state is not None:
+        apply_gateway_state(payment, state, source="api")
+        if payment.status not in OPEN:
+            db.session.commit()
+            raise InvalidTransition(payment.status, PaymentStatus.CANCELED)
+        gateway.cancel(payment.gateway_order_id)
+    elif payment.snap_token:
+        gateway.cancel_checkout(payment.snap_token)
+    payment.transition_to(PaymentStatus.CANCELED, source="api", data={"reason": reason})
+    announce(payment)
+    db.session.commit()
+    log.info(
+        "payment canceled", extra={"payment_id": str(payment.id), "order_id": payment.order_id}
+    )
+    return payment
+
+
+def refund_payment(
+    payment_id: uuid.UUID,
+    *,
+    gateway: Gateway,
+    amount: int | None,
+    reason: str,
+    request_key: str | None,
+) -> Refund:
+    """Refund part or all of a settled payment; the same request refunds once."""
+    payment = _locked(payment_id)
+    refund_key = _refund_key(payment, request_key)
+    existing = db.session.scalar(sa.select(Refund).where(Refund.refund_key == refund_key))
+    if existing is not None and existing.status != "requested":
+        return existing
+    if existing is None:
+        if payment.status is not PaymentStatus.SUCCESS:
+            raise InvalidTransition(payment.status, PaymentStatus.REFUNDED)
+        if payment.payment_type not in REFUNDABLE_TYPES:
+            raise PaymentConflict(
+                f"{payment.payment_type or 'this'} payments cannot be refunded through Midtrans",
+                [{"field": "payment_type", "refundable": sorted(REFUNDABLE_TYPES)}],
+            )
+        remaining = payment.amount - payment.refunded_amount - _refunds_in_flight(payment)
+        amount = remaining if amount is None else amount
+        if not 0 < amount <= remaining:
+            raise InvalidOrder(
+                f"refund of {amount} exceeds the {remaining} left to refund",
+                [{"field": "amount", "remaining": remaining}],
+            )
+        existing = Refund(
+            payment_id=payment.id, refund_key=refund_key, amount=amount, reason=reason
+        )
+        db.session.add(existing)
+        # Stored before Midtrans is asked: a timeout is retried with the same refund_key.
+        db.session.commit()
+        payment = _locked(payment_id)
+    refund = existing
+    try:
+        answer = gateway.refund(
+            payment.gateway_order_id,
+            refund_key=refund.refund_key,
+            amount=refund.amount,
+            reason=reason,
+        )
+    except GatewayRejected as exc:
+        refund.status = "failed"
+        refund.gateway_response = {"messages": exc.messages}
+        db.session.commit()
+        raise
+    refund.status = "succeeded"
+    refund.gateway_response = answer.raw
+    payment.refunded_amount = min(payment.amount, payment.refunded_amount + refund.amount)
+    if payment.refunded_amount == payment.amount:
+        payment.transition_to(PaymentStatus.REFUNDED, source="api", data={"refund_key": refund_key})
+        announce(payment)
+    else:
+        payment.annotate("partial_refund", source="api", data={"refund_key": refund_key})
+    db.session.commit()
+    return refund
+
+
+def _refund_key(payment: Payment, request_key: str | None) -> str:
+    """Midtrans's refund_key: derived from the request, so a retried request refunds once."""
+    if request_key is None:
+        # Without a caller's key, an unfinished refund of this payment is the one being retried.
+        pending = db.session.scalar(
+            sa.select(Refund).where(Refund.payment_id == payment.id, Refund.status == "requested")
+        )
+        if pending is not None:
+            return pending.refund_key
+        count = db.session.scalar(
+            sa.select(sa.func.count()).select_from(Refund).where(Refund.payment_id == payment.id)
+        )
+        request_key = f"#{count + 1}"
+    digest = hashlib.sha256(f"{payment.id}:{request_key}".encode()).hexdigest()[:24]
+    return f"{payment.gateway_order_id[:36]}-{digest}"[:64]
+
+
+def _refunds_in_flight(payment: Payment) -> int:
+    return (
+        db.session.scalar(
+            sa.select(sa.func.coalesce(sa.func.sum(Refund.amount), 0)).where(
+                Refund.payment_id == payment.id, Refund.status == "requested"
+            )
+        )
+        or 0
+    )

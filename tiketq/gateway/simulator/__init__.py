@@ -1,12 +1,15 @@
 """A Midtrans-compatible HTTP sandbox that the unmodified midtransclient library can talk to.
 
-It stands in for an external system, so it depends only on the standard library, Flask and Werkzeug.
+It stands in for an external system, so it depends only on the standard library, Flask, Werkzeug
+and requests (which sends its HTTP notifications).
 """
 
 from flask import Blueprint, Flask
 
-from . import control, core, snap
-from .service import EXTENSION_KEY, Simulator
+from . import control, core, notification_control, snap
+from .notifier import Notifier, configured_urls
+from .outbox import Outbox
+from .service import EXTENSION_KEY, Simulator, current_simulator
 from .store import Store
 
 __all__ = ["bp", "create_app", "init_app"]
@@ -15,18 +18,51 @@ bp = Blueprint("midtrans_simulator", __name__)
 bp.register_blueprint(snap.bp)
 bp.register_blueprint(core.bp)
 bp.register_blueprint(control.bp)
+bp.register_blueprint(notification_control.bp)
+
+
+@bp.before_request
+def _start_notifier() -> None:
+    # Started on first use rather than at import, so that each forked worker gets its own thread.
+    current_simulator().notifier.start()
 
 
 def init_app(
-    app: Flask, *, server_key: str, state_path: str, url_prefix: str = "/_simulator"
+    app: Flask,
+    *,
+    server_key: str,
+    state_path: str,
+    url_prefix: str = "/_simulator",
+    notification_url: str | None = None,
+    time_scale: float = 1.0,
 ) -> None:
-    """Mount the simulator on `app` at `url_prefix`, keeping state in SQLite at `state_path`."""
-    app.extensions[EXTENSION_KEY] = Simulator(server_key=server_key, store=Store(state_path))
+    """Mount the simulator on `app` at `url_prefix`, keeping state in SQLite at `state_path`.
+
+    `notification_url` (comma separated for several) receives HTTP notifications; `time_scale`
+    multiplies the notification retry delays and timeout, e.g. 0.001 in tests.
+    """
+    urls = configured_urls(notification_url)
+    store = Store(state_path)
+    notifier = Notifier(Outbox(store), urls=urls, time_scale=time_scale)
+    app.extensions[EXTENSION_KEY] = Simulator(server_key=server_key, store=store, notifier=notifier)
     app.register_blueprint(bp, url_prefix=url_prefix)
 
 
-def create_app(*, server_key: str, state_path: str) -> Flask:
+def create_app(
+    *,
+    server_key: str,
+    state_path: str,
+    notification_url: str | None = None,
+    time_scale: float = 1.0,
+) -> Flask:
     """Build a standalone app serving the simulator at the root, like Midtrans's own hosts."""
     app = Flask(__name__)
-    init_app(app, server_key=server_key, state_path=state_path, url_prefix="")
+    init_app(
+        app,
+        server_key=server_key,
+        state_path=state_path,
+        url_prefix="",
+        notification_url=notification_url,
+        time_scale=time_scale,
+    )
     return app

@@ -22,8 +22,23 @@ def main(argv: list[str] | None = None) -> None:
         help="key clients must send (default: $MIDTRANS_SERVER_KEY or SB-Mid-server-SIMULATOR)",
     )
     parser.add_argument("--state", default="instance/simulator.sqlite3", help="SQLite state file")
+    parser.add_argument(
+        "--notification-url",
+        help="where to POST HTTP notifications, comma separated for several (default: nowhere)",
+    )
+    parser.add_argument(
+        "--time-scale",
+        type=float,
+        default=1.0,
+        help="multiply notification retry delays and timeout, e.g. 0.01 (default: 1)",
+    )
     args = parser.parse_args(argv)
-    app = create_app(server_key=args.server_key, state_path=args.state)
+    app = create_app(
+        server_key=args.server_key,
+        state_path=args.state,
+        notification_url=args.notification_url,
+        time_scale=args.time_scale,
+    )
     run_simple(args.host, args.port, app, threaded=True)
 
 

@@ -8,7 +8,7 @@ from . import lifecycle
 from .service import UnknownChoice, current_simulator
 from .store import Fault
 from .validation import whole_number
-from .wire import json_response, utc_now
+from .wire import control_error, json_response, utc_now
 
 bp = Blueprint("control", __name__, url_prefix="/control")
 
@@ -26,28 +26,39 @@ def show_transaction(order_id: str) -> Response:
     """Show one transaction's internal state, including its token, request body and refunds."""
     txn = current_simulator().store.get(order_id)
     if txn is None:
-        return _error(f"transaction {order_id} not found", 404)
+        return control_error(f"transaction {order_id} not found", 404)
     return json_response(txn.to_json())
 
 
 @bp.post("/transactions/<order_id>/pay")
 def pay(order_id: str) -> Response:
-    """Act as the traveller: choose a method in Snap and let the payment reach an outcome."""
+    """Act as the traveller: choose a method in Snap and let the payment reach an outcome.
+
+    An optional `customer_fee` adds a fee to what is paid, as Automatic Fee Imposition does.
+    """
     params = request.get_json(force=True, silent=True)
     if not isinstance(params, dict):
-        return _error("body must be a JSON object with method and outcome", 400)
+        return control_error("body must be a JSON object with method and outcome", 400)
     method, outcome = params.get("method"), params.get("outcome")
     if not isinstance(method, str) or not isinstance(outcome, str):
-        return _error("method and outcome must be strings", 400)
+        return control_error("method and outcome must be strings", 400)
+    errors: list[str] = []
+    fee = params.get("customer_fee")
+    if fee is not None:
+        fee = whole_number(fee, "customer_fee", errors)
+        if fee is not None and fee < 0:
+            errors.append("customer_fee must not be negative")
+    if errors:
+        return control_error("; ".join(errors), 400)
     simulator = current_simulator()
     try:
-        updated = simulator.pay(order_id, method, outcome)
+        updated = simulator.pay(order_id, method, outcome, customer_fee=fee)
     except UnknownChoice as exc:
-        return _error(str(exc), 400)
+        return control_error(str(exc), 400)
     except lifecycle.IllegalMove as exc:
-        return _error(str(exc), 409)
+        return control_error(str(exc), 409)
     if updated is None:
-        return _error(f"transaction {order_id} not found", 404)
+        return control_error(f"transaction {order_id} not found", 404)
     return json_response(simulator.status_body(updated.transaction))
 
 
@@ -56,27 +67,27 @@ def transition(order_id: str) -> Response:
     """Move a transaction along Midtrans's status cycle, e.g. pending to settlement."""
     params = request.get_json(force=True, silent=True)
     if not isinstance(params, dict):
-        return _error("body must be a JSON object with transaction_status", 400)
+        return control_error("body must be a JSON object with transaction_status", 400)
     target = params.get("transaction_status")
     if target not in lifecycle.TRANSITION_TARGETS:
-        return _error(f"unknown transaction_status: {target}", 400)
+        return control_error(f"unknown transaction_status: {target}", 400)
     errors: list[str] = []
     amount = (
         None if params.get("amount") is None else whole_number(params["amount"], "amount", errors)
     )
     if errors:
-        return _error("; ".join(errors), 400)
+        return control_error("; ".join(errors), 400)
     simulator = current_simulator()
     try:
         updated = simulator.record_change(
             order_id, lambda txn: lifecycle.transition(txn, target, utc_now(), amount=amount)
         )
     except lifecycle.IllegalMove as exc:
-        return _error(str(exc), 409)
+        return control_error(str(exc), 409)
     except lifecycle.InvalidAmount as exc:
-        return _error(str(exc), 400)
+        return control_error(str(exc), 400)
     if updated is None:
-        return _error(f"transaction {order_id} not found", 404)
+        return control_error(f"transaction {order_id} not found", 404)
     return json_response(simulator.status_body(updated.transaction))
 
 
@@ -91,11 +102,11 @@ def set_fault() -> Response:
     """Make Snap and Core routes slow down and/or fail until cleared or used up."""
     params = request.get_json(force=True, silent=True)
     if not isinstance(params, dict):
-        return _error("body must be a JSON object", 400)
+        return control_error("body must be a JSON object", 400)
     try:
         fault = _parse_fault(params)
     except ValueError as exc:
-        return _error(str(exc), 400)
+        return control_error(str(exc), 400)
     current_simulator().store.set_fault(fault)
     return json_response({"fault": _fault_json(fault)})
 
@@ -137,7 +148,3 @@ def _fault_json(fault: Fault | None) -> dict[str, Any] | None:
         "body": fault.body,
         "times": fault.times,
     }
-
-
-def _error(message: str, status: int) -> Response:
-    return json_response({"error": message}, status)

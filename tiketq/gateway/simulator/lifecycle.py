@@ -62,6 +62,14 @@ def status_code(txn: Transaction) -> str:
     return _STATUS_CODES[txn.transaction_status]
 
 
+def notification_status_code(txn: Transaction) -> str:
+    """Return the `status_code` Midtrans puts in an HTTP notification about the current state."""
+    # Notifications report an expiry as 202 like other failed payments; only Core API says 407.
+    if txn.transaction_status == "expire":
+        return "202"
+    return status_code(txn)
+
+
 def choose_method(txn: Transaction, method: Method, outcome: str, now: datetime) -> None:
     """Apply a traveller's Snap payment with `method` and the simulated `outcome`."""
     if txn.snap_canceled_at is not None:

@@ -8,6 +8,7 @@ from flask.typing import ResponseReturnValue
 from . import lifecycle
 from .checkout_page import render_checkout
 from .guards import has_server_key, injected_fault
+from .notifier import header_urls
 from .service import UnknownChoice, current_simulator
 from .store import DuplicateOrderId, Transaction
 from .validation import InvalidRequest, parse_snap_request
@@ -51,6 +52,8 @@ def create_transaction() -> Response:
         expiry_time=order.expiry_time,
         page_expiry_time=order.page_expiry_time,
         updated_at=now,
+        override_notification_urls=header_urls(request.headers.get("X-Override-Notification")),
+        append_notification_urls=header_urls(request.headers.get("X-Append-Notification")),
     )
     try:
         current_simulator().store.add(txn)

@@ -67,11 +67,19 @@ class Transaction:
     transaction_time: datetime | None = None
     settlement_time: datetime | None = None
     refunds: list[Refund] = field(default_factory=list)
+    customer_fee: int = 0
+    override_notification_urls: list[str] = field(default_factory=list)
+    append_notification_urls: list[str] = field(default_factory=list)
 
     @property
     def in_core(self) -> bool:
         """Whether Core API sees this order; Snap creates it only when a method is chosen."""
         return self.transaction_status is not None
+
+    @property
+    def charged_amount(self) -> int:
+        """What the traveller pays: the order amount plus any fee imposed on the method."""
+        return self.gross_amount + self.customer_fee
 
     @property
     def refunded_amount(self) -> int:
@@ -125,18 +133,21 @@ class Updated(Generic[R]):
     result: R
 
 
+OnChange = Callable[[sqlite3.Connection, Transaction, Transaction], None]
+
+
 class DuplicateOrderId(Exception):
     """The order_id already received a Snap token."""
 
 
 class Store:
-    """Transactions and the active fault, kept in one SQLite file."""
+    """Transactions and the active fault, kept in one SQLite file that other state may share."""
 
     def __init__(self, path: str, *, busy_timeout: float = 10.0) -> None:
         self.path = path
         self.busy_timeout = busy_timeout
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        with self._connection() as conn:
+        with self.connection() as conn:
             # WAL lets readers in other workers proceed while one writer holds the lock.
             conn.execute("PRAGMA journal_mode=WAL")
             conn.executescript(_SCHEMA)
@@ -144,7 +155,7 @@ class Store:
     def add(self, txn: Transaction) -> None:
         """Insert a new transaction; raise DuplicateOrderId if its order_id is taken."""
         try:
-            with self._write() as conn:
+            with self.write() as conn:
                 conn.execute(
                     "INSERT INTO transactions (order_id, transaction_id, token, created_at, state)"
                     " VALUES (?, ?, ?, ?, ?)",
@@ -161,25 +172,31 @@ class Store:
 
     def get(self, key: str, *, by: Literal["id", "token"] = "id") -> Transaction | None:
         """Find a transaction by order_id or transaction_id (`by="id"`), or by Snap token."""
-        with self._connection() as conn:
+        with self.connection() as conn:
             return _select(conn, key, by)
 
     def all(self) -> list[Transaction]:
         """Return every transaction, newest first."""
-        with self._connection() as conn:
+        with self.connection() as conn:
             rows = conn.execute(
                 "SELECT state FROM transactions ORDER BY created_at DESC, rowid DESC"
             )
             return [_load(state) for (state,) in rows]
 
     def update(
-        self, key: str, step: Callable[[Transaction], R], *, by: Literal["id", "token"] = "id"
+        self,
+        key: str,
+        step: Callable[[Transaction], R],
+        *,
+        by: Literal["id", "token"] = "id",
+        on_change: OnChange | None = None,
     ) -> Updated[R] | None:
         """Run `step` on a transaction under the write lock, saving it if changed; None if unknown.
 
-        An exception from `step` rolls the whole read-modify-write back.
+        `on_change(conn, before, after)` runs in the same database transaction when the step
+        changed something. An exception from either rolls the whole read-modify-write back.
         """
-        with self._write() as conn:
+        with self.write() as conn:
             txn = _select(conn, key, by)
             if txn is None:
                 return None
@@ -192,11 +209,13 @@ class Store:
                     "UPDATE transactions SET state = ? WHERE order_id = ?",
                     (_dump(txn), txn.order_id),
                 )
+                if on_change is not None:
+                    on_change(conn, before, txn)
             return Updated(txn, result)
 
     def set_fault(self, fault: Fault) -> None:
         """Activate `fault`, replacing any active one."""
-        with self._write() as conn:
+        with self.write() as conn:
             conn.execute(
                 "INSERT OR REPLACE INTO fault (id, delay_seconds, status, body, times)"
                 " VALUES (1, ?, ?, ?, ?)",
@@ -205,19 +224,19 @@ class Store:
 
     def clear_fault(self) -> None:
         """Deactivate any fault."""
-        with self._write() as conn:
+        with self.write() as conn:
             conn.execute("DELETE FROM fault")
 
     def current_fault(self) -> Fault | None:
         """Return the active fault without consuming it."""
-        with self._connection() as conn:
+        with self.connection() as conn:
             return _select_fault(conn)
 
     def take_fault(self) -> Fault | None:
         """Return the active fault for one request, counting it against `times`."""
         if self.current_fault() is None:
             return None  # the common case stays lock-free
-        with self._write() as conn:
+        with self.write() as conn:
             fault = _select_fault(conn)
             if fault is None or fault.times is None:
                 return fault
@@ -228,7 +247,8 @@ class Store:
             return fault
 
     @contextmanager
-    def _connection(self) -> Iterator[sqlite3.Connection]:
+    def connection(self) -> Iterator[sqlite3.Connection]:
+        """Open a connection in autocommit mode for one operation."""
         # A connection per operation keeps threads and forked workers from sharing handles.
         conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
         try:
@@ -237,8 +257,9 @@ class Store:
             conn.close()
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._connection() as conn:
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """Open a connection holding the write lock; commit on exit, roll back on error."""
+        with self.connection() as conn:
             # IMMEDIATE takes the write lock up front, so concurrent read-modify-writes serialise.
             conn.execute("BEGIN IMMEDIATE")
             try:

@@ -58,6 +58,11 @@ def json_response(body: Any, status: int = 200) -> Response:
     return Response(json.dumps(body), status=status, mimetype="application/json")
 
 
+def control_error(message: str, status: int) -> Response:
+    """Answer a refused control API call with `{"error": message}`."""
+    return json_response({"error": message}, status)
+
+
 def snap_errors(messages: list[str], status: int = 400) -> Response:
     """Answer with Snap's error envelope `{"error_messages": [...]}`."""
     return json_response({"error_messages": messages}, status)
