@@ -115,6 +115,9 @@ def from_environ(env: Mapping[str, str], instance_path: str) -> dict[str, Any]:
         "MIDTRANS_SIMULATOR_STATE": env.get("MIDTRANS_SIMULATOR_STATE")
         or os.path.join(instance_path, "simulator.sqlite3"),
         "MIDTRANS_BASE_URL": base_url,
+        # Where the in-app simulator sends its notifications: this service's own webhook.
+        "MIDTRANS_SIMULATOR_NOTIFICATION_URL": env.get("MIDTRANS_SIMULATOR_NOTIFICATION_URL")
+        or f"http://127.0.0.1:{port}/payments/webhook",
         "MIDTRANS_CONNECT_TIMEOUT": _float(env, "MIDTRANS_CONNECT_TIMEOUT", 3.05),
         "MIDTRANS_READ_TIMEOUT": _float(env, "MIDTRANS_READ_TIMEOUT", 10.0),
         "MIDTRANS_CONFIRM_PAID": bool(_flag(env, "MIDTRANS_CONFIRM_PAID")),

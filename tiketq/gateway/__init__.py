@@ -166,6 +166,7 @@ def init_app(app: Flask) -> None:
             app,
             server_key=config["MIDTRANS_SERVER_KEY"],
             state_path=config["MIDTRANS_SIMULATOR_STATE"],
+            notification_url=config["MIDTRANS_SIMULATOR_NOTIFICATION_URL"],
         )
     app.extensions[EXTENSION_KEY] = MidtransGateway(
         server_key=config["MIDTRANS_SERVER_KEY"],
