@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -47,7 +48,7 @@ def create(client, body, **headers):
 
 
 def stored(payment_id: str) -> Payment:
-    return db.session.get(Payment, __import__("uuid").UUID(payment_id))
+    return db.session.get(Payment, uuid.UUID(payment_id))
 
 
 def use_gateway(app, monkeypatch, **overrides):
