@@ -162,3 +162,18 @@ def test_create_app_refuses_a_production_sandbox_key(monkeypatch):
     monkeypatch.setenv("MIDTRANS_CLIENT_KEY", "SB-Mid-client-x")
     with pytest.raises(ConfigError, match="sandbox key"):
         create_app()
+
+
+def test_a_worker_can_use_another_process_in_app_simulator():
+    settings = config(MIDTRANS_SIMULATOR_URL="http://payment-service:8000/_simulator")
+    assert settings["MIDTRANS_BASE_URL"] == "http://payment-service:8000/_simulator"
+    assert not settings["MIDTRANS_SIMULATOR_IN_APP"]
+
+
+def test_the_simulator_url_is_ignored_when_midtrans_keys_are_set():
+    settings = config(
+        MIDTRANS_SIMULATOR_URL="http://payment-service:8000/_simulator",
+        MIDTRANS_SERVER_KEY="SB-Mid-server-real",
+        MIDTRANS_CLIENT_KEY="SB-Mid-client-real",
+    )
+    assert settings["MIDTRANS_BASE_URL"] is None

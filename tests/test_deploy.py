@@ -67,3 +67,13 @@ def test_gunicorn_config_binds_the_port_from_the_environment():
         env={"PORT": "8000"},
     )
     assert result.stdout.strip() == "0.0.0.0:8000"
+
+
+def test_the_worker_runs_from_the_same_image_after_migrations():
+    worker = compose()["services"]["worker"]
+    assert worker["command"] == ["flask", "--app", "wsgi", "payments", "worker"]
+    assert worker["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert (
+        worker["environment"]["MIDTRANS_SIMULATOR_URL"] == "http://payment-service:8000/_simulator"
+    )
+    assert worker["environment"]["POSTGRES_PASSWORD_FILE"] == "/run/secrets/db_password"

@@ -99,7 +99,11 @@ def from_environ(env: Mapping[str, str], instance_path: str) -> dict[str, Any]:
         simulator = not server_key
     port = _int(env, "PORT", 8003)
     base_url = env.get("MIDTRANS_BASE_URL") or None
+    # A simulator run by another process of ours (the web container's, for a worker container).
     if simulator and not base_url:
+        base_url = env.get("MIDTRANS_SIMULATOR_URL") or None
+    in_app = simulator and not base_url
+    if in_app:
         # The in-app simulator is reached over HTTP like the real Midtrans, on this process's port.
         base_url = f"http://127.0.0.1:{port}{SIMULATOR_PREFIX}"
     return {
@@ -111,7 +115,7 @@ def from_environ(env: Mapping[str, str], instance_path: str) -> dict[str, Any]:
         "MIDTRANS_CLIENT_KEY": client_key or (SIMULATOR_CLIENT_KEY if simulator else None),
         "MIDTRANS_IS_PRODUCTION": is_production,
         "MIDTRANS_SIMULATOR": simulator,
-        "MIDTRANS_SIMULATOR_IN_APP": simulator and not env.get("MIDTRANS_BASE_URL"),
+        "MIDTRANS_SIMULATOR_IN_APP": in_app,
         "MIDTRANS_SIMULATOR_STATE": env.get("MIDTRANS_SIMULATOR_STATE")
         or os.path.join(instance_path, "simulator.sqlite3"),
         "MIDTRANS_BASE_URL": base_url,
