@@ -14,5 +14,24 @@ max_requests = 2000
 max_requests_jitter = 200
 accesslog = "-"
 # No %(u)s: it is the Basic-auth user, which for Midtrans calls is the server key.
-access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s"'
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s" request_id=%({x-request-id}o)s'
 errorlog = "-"
+
+# gunicorn's own logs in the service's JSON format, with the same redaction.
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": "tiketq.logs.RedactingJsonFormatter"}},
+    "handlers": {
+        "stdout": {
+            "class": "logging.StreamHandler",
+            "formatter": "json",
+            "stream": "ext://sys.stdout",
+        }
+    },
+    "root": {"level": os.environ.get("LOG_LEVEL", "INFO").upper(), "handlers": ["stdout"]},
+    "loggers": {
+        "gunicorn.error": {"handlers": ["stdout"], "propagate": False},
+        "gunicorn.access": {"handlers": ["stdout"], "propagate": False},
+    },
+}

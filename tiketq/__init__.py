@@ -11,7 +11,7 @@ from flask import Flask
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app: config -> extensions -> gateway -> blueprints -> error handlers."""
-    from tiketq import api, auth, config, errors, gateway, ops, outbound, webhooks, worker
+    from tiketq import api, auth, config, errors, gateway, logs, ops, outbound, webhooks, worker
     from tiketq.extensions import db, migrate
 
     app = Flask(__name__, instance_relative_config=True)
@@ -22,6 +22,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:"):
         os.makedirs(app.instance_path, exist_ok=True)
 
+    logs.init_app(app)
     db.init_app(app)
     migrate.init_app(app, db, directory=os.path.join(os.path.dirname(app.root_path), "migrations"))
     gateway.init_app(app)

@@ -139,6 +139,8 @@ def from_environ(env: Mapping[str, str], instance_path: str) -> dict[str, Any]:
         "WORKER_INTERVAL": _float(env, "WORKER_INTERVAL", 5.0),
         "WORKER_BATCH": _int(env, "WORKER_BATCH", 50),
         "MAX_CONTENT_LENGTH": _int(env, "MAX_CONTENT_LENGTH", 64 * 1024),
+        "LOG_LEVEL": env.get("LOG_LEVEL", "INFO").upper(),
+        "SENTRY_DSN": _secret(env, "SENTRY_DSN"),
     }
 
 
