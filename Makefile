@@ -23,7 +23,8 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/activate
 
 run: $(VENV)/.runtime
 	$(BIN)/flask --app wsgi db upgrade
-	$(BIN)/gunicorn --config gunicorn.conf.py wsgi:app
+	PROMETHEUS_MULTIPROC_DIR=$${PROMETHEUS_MULTIPROC_DIR:-$(CURDIR)/instance/prometheus} \
+		$(BIN)/gunicorn --config gunicorn.conf.py wsgi:app
 
 # The simulator as its own process, for MIDTRANS_SIMULATOR=true MIDTRANS_BASE_URL=http://127.0.0.1:8004.
 simulator: $(VENV)/.runtime

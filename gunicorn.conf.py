@@ -1,6 +1,7 @@
 """gunicorn settings; every value can be overridden from the environment."""
 
 import os
+import shutil
 
 bind = os.environ.get("GUNICORN_BIND", f"0.0.0.0:{os.environ.get('PORT', '8003')}")
 # Threads let the in-app Midtrans simulator answer this process's own calls to it.
@@ -35,3 +36,19 @@ logconfig_dict = {
         "gunicorn.access": {"handlers": ["stdout"], "propagate": False},
     },
 }
+
+
+def on_starting(server):
+    """Start each master with empty multiprocess metric files (old workers' pids are gone)."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        shutil.rmtree(directory, ignore_errors=True)
+        os.makedirs(directory, exist_ok=True)
+
+
+def child_exit(server, worker):
+    """Drop a dead worker's live gauges from the multiprocess metrics."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

@@ -11,7 +11,19 @@ from flask import Flask
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app: config -> extensions -> gateway -> blueprints -> error handlers."""
-    from tiketq import api, auth, config, errors, gateway, logs, ops, outbound, webhooks, worker
+    from tiketq import (
+        api,
+        auth,
+        config,
+        errors,
+        gateway,
+        logs,
+        metrics,
+        ops,
+        outbound,
+        webhooks,
+        worker,
+    )
     from tiketq.extensions import db, migrate
 
     app = Flask(__name__, instance_relative_config=True)
@@ -23,6 +35,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         os.makedirs(app.instance_path, exist_ok=True)
 
     logs.init_app(app)
+    metrics.init_app(app)
     db.init_app(app)
     migrate.init_app(app, db, directory=os.path.join(os.path.dirname(app.root_path), "migrations"))
     gateway.init_app(app)

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from flask import Flask, current_app, request
 
 from tiketq.errors import json_error
+from tiketq.metrics import AUTH_FAILURES
 
 log = logging.getLogger(__name__)
 EXTENSION_KEY = "tiketq.admin_key_hashes"
@@ -50,7 +51,9 @@ def require_admin(view: F) -> F:
 
     @functools.wraps(view)
     def guarded(*args: Any, **kwargs: Any) -> Any:
-        if not is_authorised(_presented_key()):
+        presented = _presented_key()
+        if not is_authorised(presented):
+            AUTH_FAILURES.labels("missing" if presented is None else "wrong").inc()
             log.warning("refused privileged call", extra={"path": request.path})
             response = json_error(401, "credentials required: Authorization: Bearer <API key>")
             response.headers["WWW-Authenticate"] = 'Bearer realm="tiketq-payments"'

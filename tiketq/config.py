@@ -140,6 +140,8 @@ def from_environ(env: Mapping[str, str], instance_path: str) -> dict[str, Any]:
         "WORKER_BATCH": _int(env, "WORKER_BATCH", 50),
         "MAX_CONTENT_LENGTH": _int(env, "MAX_CONTENT_LENGTH", 64 * 1024),
         "LOG_LEVEL": env.get("LOG_LEVEL", "INFO").upper(),
+        "METRICS_ENABLED": _flag(env, "METRICS_ENABLED") is not False,
+        "METRICS_TOKEN": _secret(env, "METRICS_TOKEN"),
         "SENTRY_DSN": _secret(env, "SENTRY_DSN"),
     }
 

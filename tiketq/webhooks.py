@@ -6,6 +6,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from tiketq.errors import json_error
 from tiketq.gateway import GatewayError, current_gateway
+from tiketq.metrics import WEBHOOK_OUTCOMES
 from tiketq.payments import notifications
 from tiketq.payments.models import NotificationOutcome
 
@@ -29,6 +30,7 @@ def midtrans_notification() -> tuple[Response, int]:
         confirm_paid=current_app.config["MIDTRANS_CONFIRM_PAID"],
     )
     outcome = NotificationOutcome(inbox.outcome)
+    WEBHOOK_OUTCOMES.labels(outcome.value).inc()
     return jsonify(outcome=outcome.value, notification_id=inbox.id), _STATUS.get(outcome, 200)
 
 

@@ -29,6 +29,7 @@ from tiketq.gateway import (
     InvalidSignature,
     TransactionNotFound,
 )
+from tiketq.metrics import MIDTRANS_ERRORS, MIDTRANS_LATENCY
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +171,10 @@ class MidtransGateway:
         return read_notification(body)
 
     def _call(self, operation: str, order_id: str, fn: Callable[..., T], *args: Any) -> T:
+        with MIDTRANS_LATENCY.labels(operation).time():
+            return self._call_untimed(operation, order_id, fn, *args)
+
+    def _call_untimed(self, operation: str, order_id: str, fn: Callable[..., T], *args: Any) -> T:
         try:
             return fn(*args)
         except requests.ConnectTimeout as exc:
@@ -216,6 +221,7 @@ class MidtransGateway:
         detail: str,
         messages: list[str] | None = None,
     ) -> GatewayError:
+        MIDTRANS_ERRORS.labels(operation, kind.__name__).inc()
         level = logging.ERROR if kind in (GatewayAuthError, GatewayUnavailable) else logging.WARNING
         if kind is TransactionNotFound:
             level = logging.INFO

@@ -1,0 +1,147 @@
+"""Prometheus metrics at /metrics, correct across gunicorn workers, labelled by route template."""
+
+from __future__ import annotations
+
+import hmac
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import sqlalchemy as sa
+from flask import Blueprint, Flask, Response, current_app, g, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import event
+from sqlalchemy.exc import SQLAlchemyError
+
+from tiketq.extensions import db
+from tiketq.payments.models import Delivery, OutboxMessage, PaymentEvent, utcnow
+
+bp = Blueprint("metrics", __name__)
+
+HTTP_REQUESTS = Counter(
+    "tiketq_http_requests_total", "HTTP requests by route template", ["method", "route", "status"]
+)
+HTTP_LATENCY = Histogram(
+    "tiketq_http_request_duration_seconds", "HTTP request duration by route template", ["route"]
+)
+PAYMENTS_CREATED = Counter(
+    "tiketq_payments_created_total", "Payment attempts opened, by requested method", ["method"]
+)
+TRANSITIONS = Counter(
+    "tiketq_payment_transitions_total",
+    "Payment status changes",
+    ["from_status", "to_status", "source"],
+)
+WEBHOOK_OUTCOMES = Counter(
+    "tiketq_webhook_notifications_total", "Midtrans notifications by outcome", ["outcome"]
+)
+MIDTRANS_LATENCY = Histogram(
+    "tiketq_midtrans_request_duration_seconds", "Midtrans API calls", ["operation"]
+)
+MIDTRANS_ERRORS = Counter(
+    "tiketq_midtrans_errors_total", "Failed Midtrans API calls", ["operation", "kind"]
+)
+AUTH_FAILURES = Counter(
+    "tiketq_api_auth_failures_total",
+    "Requests refused for missing or wrong credentials",
+    ["reason"],
+)
+
+
+class OutboxCollector(Collector):
+    """Outbox backlog read from the database at scrape time, so every worker sees the same."""
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        try:
+            pending, failing, dead, oldest = db.session.execute(
+                sa.select(
+                    sa.func.count().filter(Delivery.status == "pending"),
+                    sa.func.count().filter(Delivery.status == "pending", Delivery.attempts > 0),
+                    sa.func.count().filter(Delivery.status == "dead"),
+                    sa.func.min(Delivery.created_at).filter(Delivery.status == "pending"),
+                )
+            ).one()
+            undispatched = db.session.scalar(
+                sa.select(sa.func.count()).where(OutboxMessage.dispatched_at.is_(None))
+            )
+        except SQLAlchemyError:
+            db.session.rollback()
+            return
+        backlog = GaugeMetricFamily(
+            "tiketq_outbox_backlog", "Outbox work not delivered yet", labels=["state"]
+        )
+        backlog.add_metric(["undispatched"], undispatched or 0)
+        backlog.add_metric(["pending"], pending)
+        backlog.add_metric(["failing"], failing)
+        backlog.add_metric(["dead"], dead)
+        yield backlog
+        age = (utcnow() - oldest).total_seconds() if oldest is not None else 0.0
+        yield GaugeMetricFamily(
+            "tiketq_outbox_oldest_pending_seconds", "Age of the oldest pending delivery", value=age
+        )
+
+
+def _registry() -> CollectorRegistry:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Several gunicorn workers: each writes its own files, and a scrape adds them up.
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return registry
+    return REGISTRY
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    """Prometheus text exposition; optionally behind a bearer token."""
+    token = current_app.config["METRICS_TOKEN"]
+    presented = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    if token and not hmac.compare_digest(presented.encode(), token.encode()):
+        AUTH_FAILURES.labels("metrics").inc()
+        return Response("credentials required\n", status=401, mimetype="text/plain")
+    registry = _registry()
+    outbox = CollectorRegistry()
+    outbox.register(OutboxCollector())
+    body = generate_latest(registry) + generate_latest(outbox)
+    return Response(body, mimetype=CONTENT_TYPE_LATEST)
+
+
+def _start_timer() -> None:
+    g.metrics_started = time.perf_counter()
+
+
+def _count_request(response: Response) -> Response:
+    # The route template, never the raw path: one series per endpoint, not per payment id.
+    route = request.url_rule.rule if request.url_rule is not None else "unmatched"
+    HTTP_REQUESTS.labels(request.method, route, str(response.status_code)).inc()
+    started = g.get("metrics_started")
+    if started is not None:
+        HTTP_LATENCY.labels(route).observe(time.perf_counter() - started)
+    return response
+
+
+def _count_event(_mapper: Any, _connection: Any, row: PaymentEvent) -> None:
+    if row.from_status is None:
+        PAYMENTS_CREATED.labels(row.payment.payment_method or "any").inc()
+    elif row.from_status != row.to_status:
+        TRANSITIONS.labels(row.from_status, row.to_status, row.source).inc()
+
+
+def init_app(app: Flask) -> None:
+    """Count requests and payment events; serve /metrics when METRICS_ENABLED."""
+    app.before_request(_start_timer)
+    app.after_request(_count_request)
+    if not event.contains(PaymentEvent, "after_insert", _count_event):
+        event.listen(PaymentEvent, "after_insert", _count_event)
+    if app.config["METRICS_ENABLED"]:
+        app.register_blueprint(bp)
