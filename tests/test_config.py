@@ -129,6 +129,7 @@ def test_a_production_configuration_with_production_keys_starts():
             MIDTRANS_SERVER_KEY="Mid-server-x",
             MIDTRANS_CLIENT_KEY="Mid-client-x",
             JWT_SECRET="confirmations-secret",
+            SECRET_KEY="checkout-session-secret",
         )
     )
 

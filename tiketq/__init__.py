@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
@@ -14,13 +15,17 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     from tiketq import (
         api,
         auth,
+        checkout,
         config,
+        docs,
         errors,
         gateway,
         logs,
         metrics,
         ops,
         outbound,
+        security,
+        staff,
         webhooks,
         worker,
     )
@@ -31,6 +36,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     if test_config is not None:
         app.config.update(test_config)
     config.validate(app.config)
+    if not app.config["SECRET_KEY"]:
+        app.config["SECRET_KEY"] = config.instance_secret_key(app.instance_path)
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:"):
         os.makedirs(app.instance_path, exist_ok=True)
 
@@ -41,8 +48,16 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     gateway.init_app(app)
     outbound.init_app(app)
     auth.init_app(app)
-    for blueprint in (api.bp, webhooks.bp, ops.bp):
+    for blueprint in (api.bp, webhooks.bp, ops.bp, docs.bp, checkout.bp):
         app.register_blueprint(blueprint)
+    staff.init_app(app)
+    security.init_app(app)
     errors.init_app(app)
     app.cli.add_command(worker.cli)
+    hops = app.config["PROXY_FIX_HOPS"]
+    if hops:
+        # Outermost, so that everything inside sees the traveller's scheme, host and address.
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops, x_prefix=hops
+        )
     return app

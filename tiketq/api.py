@@ -11,7 +11,8 @@ from typing import Any, TypeVar
 from flask import Blueprint, Response, current_app, request
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from tiketq.auth import require_admin
+from tiketq.auth import authenticate, require_admin
+from tiketq.checkout import checkout_url, finish_url
 from tiketq.errors import json_error
 from tiketq.gateway import (
     GatewayAuthError,
@@ -29,6 +30,7 @@ from tiketq.payments.errors import (
     PaymentError,
     PaymentNotFound,
 )
+from tiketq.payments.models import Payment
 from tiketq.schemas import (
     CancelRequest,
     PaymentCreate,
@@ -54,6 +56,16 @@ _DOMAIN_STATUS: dict[type[PaymentError], int] = {
     InvalidTransition: 409,
     IdempotencyKeyReused: 422,
 }
+
+
+@bp.before_request
+def _require_caller_key() -> Response | None:
+    config = current_app.config
+    if not config["API_AUTH_REQUIRED"]:
+        return None
+    if request.endpoint == "api.create_payment" and config["API_ALLOW_ANONYMOUS_CREATE"]:
+        return None
+    return authenticate(admin=False)
 
 
 def _json(model: BaseModel, status: int = 200) -> Response:
@@ -89,10 +101,21 @@ def _validated(model: type[M], body: dict[str, Any]) -> M:
         raise _Refused(400, "request body is invalid", validation_errors(exc)) from None
 
 
+def _out(payment: Payment) -> PaymentOut:
+    return PaymentOut.of(payment, payment_url=checkout_url(payment.id))
+
+
 class _Refused(Exception):
     def __init__(self, status: int, detail: str, errors: list[dict[str, Any]] | None = None):
         super().__init__(detail)
         self.status, self.detail, self.errors = status, detail, errors or []
+
+
+@bp.url_value_preprocessor
+def _no_nul_in_ids(endpoint: str | None, values: dict[str, Any] | None) -> None:
+    # PostgreSQL refuses NUL in a query parameter (a 500), and no payment or order id has one.
+    if any("\x00" in value for value in (values or {}).values()):
+        raise PaymentNotFound("Payment not found")
 
 
 @bp.post("")
@@ -102,15 +125,18 @@ def create_payment() -> Response:
     key = _idempotency_key()
     payload = _validated(PaymentCreate, _body())
     payment = service.create_payment(
-        payload.to_new_payment(), gateway=current_gateway(), idempotency_key=key
+        payload.to_new_payment(),
+        gateway=current_gateway(),
+        idempotency_key=key,
+        finish_url=finish_url,
     )
-    return _json(PaymentOut.of(payment), 201)
+    return _json(_out(payment), 201)
 
 
 @bp.get("/<payment_id>")
 def get_payment(payment_id: str) -> Response:
     """Read one payment."""
-    return _json(PaymentOut.of(queries.get_payment(payment_id)))
+    return _json(_out(queries.get_payment(payment_id)))
 
 
 @bp.get("/<payment_id>/status")
@@ -132,7 +158,7 @@ def cancel_payment(payment_id: str) -> Response:
     body = _validated(CancelRequest, _body() if request.content_length else {})
     payment = queries.get_payment(payment_id)
     canceled = service.cancel_payment(payment.id, gateway=current_gateway(), reason=body.reason)
-    return _json(PaymentOut.of(canceled))
+    return _json(_out(canceled))
 
 
 @bp.post("/<payment_id>/refund")
@@ -149,7 +175,8 @@ def refund_payment(payment_id: str) -> Response:
         reason=body.reason,
         request_key=key,
     )
-    return _json(RefundOut.of(refund, queries.get_payment(payment_id)))
+    refunded = queries.get_payment(payment_id)
+    return _json(RefundOut.of(refund, refunded, payment_url=checkout_url(refunded.id)))
 
 
 @bp.get("/order/<order_id>")
@@ -158,7 +185,7 @@ def get_order_payments(order_id: str) -> Response:
     payments = queries.payments_for_order(order_id)
     if not payments:
         raise PaymentNotFound(f"no payment for order {order_id}")
-    body = _PAYMENT_LIST.dump_json([PaymentOut.of(p) for p in payments])
+    body = _PAYMENT_LIST.dump_json([_out(p) for p in payments])
     return Response(body, mimetype="application/json", headers={"Cache-Control": "no-store"})
 
 

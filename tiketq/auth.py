@@ -1,4 +1,4 @@
-"""Credentials for privileged API calls: keys from configuration, compared in constant time."""
+"""API keys for callers and staff: configured as hashes, compared in constant time, rotatable."""
 
 from __future__ import annotations
 
@@ -6,26 +6,67 @@ import functools
 import hashlib
 import hmac
 import logging
+import secrets
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from flask import Flask, current_app, request
+import click
+from flask import Flask, Response, current_app, g, request
 
 from tiketq.errors import json_error
 from tiketq.metrics import AUTH_FAILURES
 
 log = logging.getLogger(__name__)
-EXTENSION_KEY = "tiketq.admin_key_hashes"
+EXTENSION_KEY = "tiketq.api_keys"
+HASH_PREFIX = "sha256:"
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _digest(key: str) -> bytes:
+@dataclass(frozen=True)
+class ApiKey:
+    """One configured key: who holds it, its hash, and whether it may cancel and refund."""
+
+    name: str
+    digest: bytes
+    admin: bool
+
+
+def digest(key: str) -> bytes:
+    """The SHA-256 of a key, as stored."""
     return hashlib.sha256(key.encode()).digest()
 
 
+def parse(entries: list[str], *, admin: bool) -> list[ApiKey]:
+    """Read `name=sha256:<hex>` entries; a bare value is a plaintext key, hashed here."""
+    keys = []
+    for number, entry in enumerate(entries, start=1):
+        name, _, value = entry.rpartition("=") if "=" in entry else ("", "", entry)
+        name = name or f"{'admin' if admin else 'caller'}-{number}"
+        if value.startswith(HASH_PREFIX):
+            keys.append(ApiKey(name, bytes.fromhex(value[len(HASH_PREFIX) :]), admin))
+        else:
+            keys.append(ApiKey(name, digest(value), admin))
+    return keys
+
+
 def init_app(app: Flask) -> None:
-    """Keep only hashes of the configured keys."""
-    app.extensions[EXTENSION_KEY] = [_digest(key) for key in app.config["ADMIN_API_KEYS"]]
+    """Load the configured keys (only their hashes are kept) and guard the JSON API if asked."""
+    app.extensions[EXTENSION_KEY] = parse(app.config["API_KEYS"], admin=False) + parse(
+        app.config["ADMIN_API_KEYS"], admin=True
+    )
+
+
+def identify(presented: str | None) -> ApiKey | None:
+    """The configured key matching `presented`, checking every key so timing tells nothing."""
+    if not presented:
+        return None
+    candidate = digest(presented)
+    found = None
+    for key in current_app.extensions[EXTENSION_KEY]:
+        if hmac.compare_digest(candidate, key.digest):
+            found = key
+    return found
 
 
 def _presented_key() -> str | None:
@@ -35,29 +76,39 @@ def _presented_key() -> str | None:
     return request.headers.get("X-API-Key") or None
 
 
-def is_authorised(key: str | None) -> bool:
-    """Tell whether `key` is one of the configured keys, without an early exit on a match."""
-    if not key:
-        return False
-    presented = _digest(key)
-    matches = [
-        hmac.compare_digest(presented, known) for known in current_app.extensions[EXTENSION_KEY]
-    ]
-    return any(matches)
+def _refuse(presented: str | None, detail: str) -> Response:
+    AUTH_FAILURES.labels("missing" if presented is None else "wrong").inc()
+    log.warning("refused API call", extra={"path": request.path, "method": request.method})
+    response = json_error(401, detail)
+    response.headers["WWW-Authenticate"] = 'Bearer realm="tiketq-payments"'
+    return response
+
+
+def authenticate(*, admin: bool) -> Response | None:
+    """None if the request carries a key good enough, else the 401 to answer with."""
+    presented = _presented_key()
+    key = identify(presented)
+    if key is None or (admin and not key.admin):
+        needed = "a staff API key" if admin else "an API key"
+        return _refuse(presented, f"credentials required: Authorization: Bearer <{needed}>")
+    g.api_client = key.name
+    return None
 
 
 def require_admin(view: F) -> F:
-    """Refuse the view with 401 unless the request carries a configured API key."""
+    """Refuse the view with 401 unless the request carries a staff key."""
 
     @functools.wraps(view)
     def guarded(*args: Any, **kwargs: Any) -> Any:
-        presented = _presented_key()
-        if not is_authorised(presented):
-            AUTH_FAILURES.labels("missing" if presented is None else "wrong").inc()
-            log.warning("refused privileged call", extra={"path": request.path})
-            response = json_error(401, "credentials required: Authorization: Bearer <API key>")
-            response.headers["WWW-Authenticate"] = 'Bearer realm="tiketq-payments"'
-            return response
-        return view(*args, **kwargs)
+        return authenticate(admin=True) or view(*args, **kwargs)
 
     return guarded  # type: ignore[return-value]
+
+
+@click.command("api-key")
+@click.argument("name")
+def new_api_key(name: str) -> None:
+    """Make a new API key: give the key to its holder, put the hash in API_KEYS."""
+    key = secrets.token_urlsafe(32)
+    click.echo(f"key:   {key}")
+    click.echo(f"entry: {name}={HASH_PREFIX}{digest(key).hex()}")

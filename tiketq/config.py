@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from limits import parse_many
 
 SIMULATOR_SERVER_KEY = "SB-Mid-server-SIMULATOR"
 SIMULATOR_CLIENT_KEY = "SB-Mid-client-SIMULATOR"
 SIMULATOR_PREFIX = "/_simulator"
 DEFAULT_JWT_SECRET = "secret"
+SNAP_JS_PRODUCTION = "https://app.midtrans.com/snap/snap.js"
+SNAP_JS_SANDBOX = "https://app.sandbox.midtrans.com/snap/snap.js"
+SECRET_KEY_FILE = "secret_key"
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -109,7 +115,14 @@ def from_environ(env: Mapping[str, str], instance_path: str) -> dict[str, Any]:
     return {
         "SERVICE_NAME": env.get("SERVICE_NAME", "payment-service"),
         "PORT": port,
-        "SECRET_KEY": _secret(env, "SECRET_KEY") or os.urandom(32).hex(),
+        # Production refuses to start without it; elsewhere create_app keeps one in instance/.
+        "SECRET_KEY": _secret(env, "SECRET_KEY"),
+        "SESSION_COOKIE_NAME": "__Host-tiketq" if is_production else "tiketq",
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": is_production,
+        "PROXY_FIX_HOPS": _int(env, "PROXY_FIX_HOPS", 0),
+        "MIDTRANS_SNAP_JS_URL": env.get("MIDTRANS_SNAP_JS_URL") or None,
         "SQLALCHEMY_DATABASE_URI": database_url(env, instance_path),
         "MIDTRANS_SERVER_KEY": server_key or (SIMULATOR_SERVER_KEY if simulator else None),
         "MIDTRANS_CLIENT_KEY": client_key or (SIMULATOR_CLIENT_KEY if simulator else None),
@@ -127,6 +140,10 @@ def from_environ(env: Mapping[str, str], instance_path: str) -> dict[str, Any]:
         "MIDTRANS_CONFIRM_PAID": bool(_flag(env, "MIDTRANS_CONFIRM_PAID")),
         "STATUS_REFRESH_SECONDS": _float(env, "STATUS_REFRESH_SECONDS", 5.0),
         "ADMIN_API_KEYS": _list(_secret(env, "ADMIN_API_KEYS")),
+        "API_KEYS": _list(_secret(env, "API_KEYS")),
+        "API_AUTH_REQUIRED": bool(_flag(env, "API_AUTH_REQUIRED")),
+        # The transaction service creates payments without credentials (its contract).
+        "API_ALLOW_ANONYMOUS_CREATE": _flag(env, "API_ALLOW_ANONYMOUS_CREATE") is not False,
         # The transaction service's own defaults: its compose name and port, and its JWT secret.
         "TRANSACTION_SERVICE_URL": env.get(
             "TRANSACTION_SERVICE_URL", "http://transaction-service:8000"
@@ -139,9 +156,17 @@ def from_environ(env: Mapping[str, str], instance_path: str) -> dict[str, Any]:
         "WORKER_INTERVAL": _float(env, "WORKER_INTERVAL", 5.0),
         "WORKER_BATCH": _int(env, "WORKER_BATCH", 50),
         "MAX_CONTENT_LENGTH": _int(env, "MAX_CONTENT_LENGTH", 64 * 1024),
+        "DOCS_ENABLED": _flag(env, "DOCS_ENABLED") is not False,
         "LOG_LEVEL": env.get("LOG_LEVEL", "INFO").upper(),
         "METRICS_ENABLED": _flag(env, "METRICS_ENABLED") is not False,
         "METRICS_TOKEN": _secret(env, "METRICS_TOKEN"),
+        # Staff of the /ops pages as name:hash entries, made by `flask payments ops-user NAME`.
+        "OPS_USERS": _list(_secret(env, "OPS_USERS")),
+        "OPS_LOGIN_RATE": env.get("OPS_LOGIN_RATE") or "5 per minute",
+        "OPS_SESSION_HOURS": _float(env, "OPS_SESSION_HOURS", 8.0),
+        "OPS_STUCK_MINUTES": _int(env, "OPS_STUCK_MINUTES", 30),
+        # memory:// counts per process: several gunicorn workers need a shared redis:// store.
+        "RATELIMIT_STORAGE_URI": env.get("RATELIMIT_STORAGE_URI") or "memory://",
         "SENTRY_DSN": _secret(env, "SENTRY_DSN"),
     }
 
@@ -174,6 +199,19 @@ def validate(config: Mapping[str, Any]) -> None:
                 "MIDTRANS_IS_PRODUCTION=true needs JWT_SECRET (or JWT_SECRET_FILE): the secret the "
                 "transaction service verifies payment confirmations with"
             )
+        if not config.get("SECRET_KEY"):
+            raise ConfigError(
+                "MIDTRANS_IS_PRODUCTION=true needs SECRET_KEY (or SECRET_KEY_FILE): the secret "
+                "that signs the checkout page's session and CSRF tokens, the same in every worker"
+            )
+        if config.get("MIDTRANS_SNAP_JS_URL"):
+            raise ConfigError(
+                "MIDTRANS_SNAP_JS_URL must not be set with MIDTRANS_IS_PRODUCTION=true: "
+                "the checkout page loads Snap.js from " + SNAP_JS_PRODUCTION
+            )
+    if config.get("PROXY_FIX_HOPS", 0) < 0:
+        raise ConfigError("PROXY_FIX_HOPS must be 0 (no proxy) or the number of proxies in front")
+    _validate_ops(config)
     if config.get("EVENT_SUBSCRIBER_URLS") and not config.get("EVENT_SIGNING_SECRET"):
         raise ConfigError("EVENT_SUBSCRIBER_URLS needs EVENT_SIGNING_SECRET to sign the events")
     if not config.get("MIDTRANS_IS_PRODUCTION") and (not server_key or not client_key):
@@ -181,3 +219,56 @@ def validate(config: Mapping[str, Any]) -> None:
             "MIDTRANS_SIMULATOR=false needs MIDTRANS_SERVER_KEY (a sandbox key, SB-Mid-server-...) "
             "and MIDTRANS_CLIENT_KEY; or unset MIDTRANS_SIMULATOR to use the local simulator"
         )
+
+
+def _validate_ops(config: Mapping[str, Any]) -> None:
+    for entry in config.get("OPS_USERS", []):
+        # Werkzeug hashes look like scrypt:32768:8:1$salt$hex: the name ends at the first colon.
+        name, _, hashed = entry.partition(":")
+        method = hashed.split(":", 1)[0]
+        if not name or method not in ("scrypt", "pbkdf2") or hashed.count("$") != 2:
+            # Only the name is repeated: a mistyped entry may hold a password.
+            raise ConfigError(
+                f"OPS_USERS entry {name or '(no name)'!r} is not name:hash; "
+                "make one with `flask payments ops-user NAME`"
+            )
+    try:
+        parse_many(config.get("OPS_LOGIN_RATE", "5 per minute"))
+    except ValueError:
+        raise ConfigError(
+            f"OPS_LOGIN_RATE={config.get('OPS_LOGIN_RATE')!r} is not a rate like '5 per minute'"
+        ) from None
+    if config.get("OPS_STUCK_MINUTES", 30) <= 0 or config.get("OPS_SESSION_HOURS", 8) <= 0:
+        raise ConfigError("OPS_STUCK_MINUTES and OPS_SESSION_HOURS must be greater than 0")
+
+
+def snap_js_url(config: Mapping[str, Any]) -> str:
+    """Where the checkout page loads Snap.js from: Midtrans, or the simulator's stand-in."""
+    if config.get("MIDTRANS_SNAP_JS_URL"):
+        return str(config["MIDTRANS_SNAP_JS_URL"])
+    if config.get("MIDTRANS_IS_PRODUCTION"):
+        return SNAP_JS_PRODUCTION
+    if not config.get("MIDTRANS_SIMULATOR"):
+        return SNAP_JS_SANDBOX
+    if config.get("MIDTRANS_SIMULATOR_IN_APP"):
+        return SIMULATOR_PREFIX + "/snap/snap.js"
+    return str(config["MIDTRANS_BASE_URL"]).rstrip("/") + "/snap/snap.js"
+
+
+def instance_secret_key(instance_path: str) -> str:
+    """The secret kept in the instance folder, made on first use, so that all workers share it."""
+    path = Path(instance_path) / SECRET_KEY_FILE
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        draft = path.with_name(f"{SECRET_KEY_FILE}.{os.getpid()}")
+        descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            file.write(secrets.token_hex(32))
+        try:
+            # A link never replaces an existing file: of two workers starting at once, one wins.
+            os.link(draft, path)
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
+    return path.read_text(encoding="utf-8").strip()

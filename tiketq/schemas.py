@@ -126,7 +126,7 @@ class PaymentOut(BaseModel):
     status_detail: str | None
     payment_method: str | None
     payment_type: str | None
-    payment_url: str | None
+    payment_url: str = Field(description="the traveller's checkout page, /checkout/<id>")
     snap_token: str | None
     snap_redirect_url: str | None
     refunded_amount: int
@@ -137,8 +137,8 @@ class PaymentOut(BaseModel):
     metadata: PaymentMetadata
 
     @classmethod
-    def of(cls, payment: Payment) -> PaymentOut:
-        """Describe a stored payment."""
+    def of(cls, payment: Payment, *, payment_url: str) -> PaymentOut:
+        """Describe a stored payment; `payment_url` is where the traveller pays it."""
         hours = max(1, round((payment.expires_at - payment.created_at).total_seconds() / 3600))
         return cls(
             id=str(payment.id),
@@ -151,7 +151,7 @@ class PaymentOut(BaseModel):
             status_detail=payment.status_detail,
             payment_method=payment.payment_method,
             payment_type=payment.payment_type,
-            payment_url=payment.snap_redirect_url,
+            payment_url=payment_url,
             snap_token=payment.snap_token,
             snap_redirect_url=payment.snap_redirect_url,
             refunded_amount=payment.refunded_amount,
@@ -237,7 +237,7 @@ class RefundOut(BaseModel):
     payment: PaymentOut
 
     @classmethod
-    def of(cls, refund: Refund, payment: Payment) -> RefundOut:
+    def of(cls, refund: Refund, payment: Payment, *, payment_url: str) -> RefundOut:
         """Describe a stored refund."""
         return cls(
             refund_key=refund.refund_key,
@@ -245,5 +245,5 @@ class RefundOut(BaseModel):
             reason=refund.reason,
             status=refund.status,
             created_at=refund.created_at,
-            payment=PaymentOut.of(payment),
+            payment=PaymentOut.of(payment, payment_url=payment_url),
         )

@@ -36,6 +36,8 @@ class CheckoutRequest:
     payment_method: str | None
     starts_at: datetime
     expires_in_minutes: int
+    # Where Snap sends the traveller's browser when the payment finishes, fails or is left.
+    finish_url: str | None = None
 
 
 @dataclass(frozen=True)

@@ -276,6 +276,8 @@ def snap_body(request: CheckoutRequest) -> dict[str, Any]:
         body["customer_details"] = dict(request.customer)
     if request.payment_method:
         body["enabled_payments"] = list(ENABLED_PAYMENTS[request.payment_method])
+    if request.finish_url:
+        body["callbacks"] = {"finish": request.finish_url, "error": request.finish_url}
     return body
 
 

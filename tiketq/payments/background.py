@@ -24,6 +24,7 @@ from tiketq.payments.models import (
     NotificationOutcome,
     OutboxMessage,
     Payment,
+    WorkerHeartbeat,
     utcnow,
 )
 from tiketq.payments.notifications import (
@@ -261,3 +262,18 @@ def resend(delivery_id: int, *, now: datetime | None = None) -> Delivery | None:
     delivery.next_attempt_at = now or utcnow()
     db.session.commit()
     return delivery
+
+
+def record_heartbeat(
+    worker_id: str, counts: dict[str, int], *, now: datetime | None = None
+) -> WorkerHeartbeat:
+    """Note that a worker finished a round, and what it did, for the ops page."""
+    now = now or utcnow()
+    beat = db.session.get(WorkerHeartbeat, worker_id)
+    if beat is None:
+        beat = WorkerHeartbeat(worker_id=worker_id, started_at=now)
+        db.session.add(beat)
+    beat.beat_at = now
+    beat.last_round = dict(counts)
+    db.session.commit()
+    return beat

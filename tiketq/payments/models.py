@@ -322,3 +322,15 @@ class Refund(db.Model):
     gateway_response: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class WorkerHeartbeat(db.Model):
+    """The last sign of life of one worker process, and what its last round did."""
+
+    __tablename__ = "worker_heartbeats"
+
+    # hostname:pid, so that a restarted worker shows up as a new one and the old one goes quiet.
+    worker_id: Mapped[str] = mapped_column(sa.String(100), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    beat_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    last_round: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)

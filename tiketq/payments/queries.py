@@ -1,15 +1,28 @@
-"""Read-only selects for views."""
+"""Read-only selects for views and the ops page."""
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
+from sqlalchemy import orm
 
 from tiketq.extensions import db
 from tiketq.payments.errors import PaymentNotFound
-from tiketq.payments.models import Payment
-from tiketq.payments.status import OPEN, PAID
+from tiketq.payments.models import (
+    Delivery,
+    DeliveryStatus,
+    Notification,
+    NotificationOutcome,
+    OutboxMessage,
+    Payment,
+    PaymentEvent,
+    Refund,
+    WorkerHeartbeat,
+)
+from tiketq.payments.status import OPEN, PAID, PaymentStatus
 
 # The service we replace named payments "payment-<order_id>"; callers may still hold such ids.
 LEGACY_ID_PREFIX = "payment-"
@@ -55,3 +68,287 @@ def counted_attempt(order_id: str, *, lock: bool = False) -> Payment | None:
     if lock:
         query = query.with_for_update()
     return db.session.scalar(query)
+
+
+# The ops page: what is stuck, what failed, what needs a person.
+
+# Details that put a payment on the review list (see notifications._apply and status.from_midtrans).
+REVIEW_REASONS = (
+    "amount_mismatch",
+    "fraud_challenge",
+    "paid_after_cancel",
+    "paid_after_expiry",
+    "paid_twice",
+    "reversed_after_settlement",
+    "chargeback",
+    "partial_chargeback",
+)
+# Notifications that changed nothing because they could not be trusted or placed.
+REJECTED_OUTCOMES = (
+    NotificationOutcome.BAD_SIGNATURE,
+    NotificationOutcome.UNKNOWN_ORDER,
+    NotificationOutcome.MALFORMED,
+)
+
+
+@dataclass(frozen=True)
+class StatusTotal:
+    """How many payments of a period ended up in one status, and their amount."""
+
+    status: PaymentStatus
+    count: int
+    amount: int
+
+
+@dataclass(frozen=True)
+class MethodTotal:
+    """A period's payments by method: attempts, paid attempts and the amount paid."""
+
+    method: str | None
+    count: int
+    paid: int
+    paid_amount: int
+
+
+@dataclass(frozen=True)
+class Flagged:
+    """A payment that needs a person, and why."""
+
+    payment: Payment
+    reasons: list[str]
+
+
+@dataclass(frozen=True)
+class ReviewList:
+    """Payments flagged for review: how many, how many per reason, and the latest of them."""
+
+    total: int
+    by_reason: dict[str, int]
+    latest: list[Flagged]
+
+
+@dataclass(frozen=True)
+class OutboxBacklog:
+    """Outbox work not delivered yet."""
+
+    undispatched: int
+    pending: int
+    failing: int
+    dead: int
+    oldest_pending_at: datetime | None
+
+
+def _created_between(since: datetime, until: datetime) -> sa.ColumnElement[bool]:
+    return sa.and_(Payment.created_at >= since, Payment.created_at < until)
+
+
+def totals_by_status(since: datetime, until: datetime) -> list[StatusTotal]:
+    """Payments created in [since, until) by current status, with their amounts."""
+    rows = db.session.execute(
+        sa.select(Payment.status, sa.func.count(), sa.func.coalesce(sa.func.sum(Payment.amount), 0))
+        .where(_created_between(since, until))
+        .group_by(Payment.status)
+    )
+    return [StatusTotal(status, count, int(amount)) for status, count, amount in rows]
+
+
+def totals_by_method(since: datetime, until: datetime) -> list[MethodTotal]:
+    """Payments created in [since, until) by the method used (else the one asked for)."""
+    method = sa.func.coalesce(Payment.payment_type, Payment.payment_method)
+    paid = Payment.status.in_(sorted(PAID))
+    rows = db.session.execute(
+        sa.select(
+            method,
+            sa.func.count(),
+            sa.func.count().filter(paid),
+            sa.func.coalesce(sa.func.sum(Payment.amount).filter(paid), 0),
+        )
+        .where(_created_between(since, until))
+        .group_by(method)
+        .order_by(sa.func.count().desc(), method)
+    )
+    return [MethodTotal(*row[:3], int(row[3])) for row in rows]
+
+
+def hourly_counts(since: datetime, hours: int = 24) -> dict[tuple[int, PaymentStatus], int]:
+    """Payments created in each hour from `since`, by status: {(hour, status): count}."""
+    ends = [since + timedelta(hours=hour + 1) for hour in range(hours)]
+    hour = sa.case(
+        *((Payment.created_at < end, index) for index, end in enumerate(ends)), else_=hours
+    ).label("hour")
+    rows = db.session.execute(
+        sa.select(hour, Payment.status, sa.func.count())
+        .where(_created_between(since, ends[-1]))
+        .group_by(hour, Payment.status)
+    )
+    return {(index, status): count for index, status, count in rows}
+
+
+def stuck_payments(created_before: datetime, *, limit: int = 50) -> tuple[int, list[Payment]]:
+    """Open payments created before `created_before`: how many, and the oldest of them."""
+    stuck = sa.and_(Payment.status.in_(sorted(OPEN)), Payment.created_at < created_before)
+    count = db.session.scalar(sa.select(sa.func.count()).select_from(Payment).where(stuck))
+    oldest = db.session.scalars(
+        sa.select(Payment).where(stuck).order_by(Payment.created_at).limit(limit)
+    )
+    return count or 0, list(oldest)
+
+
+def payments_to_review(*, limit: int = 50) -> ReviewList:
+    """Payments flagged for review: how many in all and per reason, and the latest of them."""
+    flagged = Payment.needs_review.is_(True)
+    reasons = (
+        sa.select(PaymentEvent.payment_id, PaymentEvent.status_detail)
+        .join(Payment, Payment.id == PaymentEvent.payment_id)
+        .where(flagged, PaymentEvent.status_detail.in_(REVIEW_REASONS))
+        .distinct()
+        .subquery()
+    )
+    counts: dict[str, int] = {
+        reason: count
+        for reason, count in db.session.execute(
+            sa.select(reasons.c.status_detail, sa.func.count()).group_by(reasons.c.status_detail)
+        )
+    }
+    total = db.session.scalar(sa.select(sa.func.count()).select_from(Payment).where(flagged))
+    latest = list(
+        db.session.scalars(
+            sa.select(Payment).where(flagged).order_by(Payment.updated_at.desc()).limit(limit)
+        )
+    )
+    found: dict[uuid.UUID, list[str]] = {payment.id: [] for payment in latest}
+    for payment_id, detail in db.session.execute(
+        sa.select(reasons.c.payment_id, reasons.c.status_detail).where(
+            reasons.c.payment_id.in_(list(found))
+        )
+    ):
+        found[payment_id].append(detail)
+    flagged_list = [Flagged(payment, sorted(found[payment.id])) for payment in latest]
+    return ReviewList(total or 0, counts, flagged_list)
+
+
+def rejected_notifications(
+    since: datetime, *, limit: int = 10
+) -> tuple[dict[str, int], list[Notification]]:
+    """Rejected notifications received since `since` by outcome, and the latest ones of any day."""
+    rejected = Notification.outcome.in_([outcome.value for outcome in REJECTED_OUTCOMES])
+    counts: dict[str, int] = {
+        outcome: count
+        for outcome, count in db.session.execute(
+            sa.select(Notification.outcome, sa.func.count())
+            .where(rejected, Notification.received_at >= since)
+            .group_by(Notification.outcome)
+        )
+    }
+    latest = db.session.scalars(
+        sa.select(Notification)
+        .where(rejected)
+        .order_by(Notification.received_at.desc(), Notification.id.desc())
+        .limit(limit)
+    )
+    return counts, list(latest)
+
+
+def outbox_backlog() -> OutboxBacklog:
+    """Messages not yet turned into deliveries, and deliveries by state."""
+    waiting = Delivery.status == DeliveryStatus.PENDING
+    pending, failing, dead, oldest = db.session.execute(
+        sa.select(
+            sa.func.count().filter(waiting),
+            sa.func.count().filter(waiting, Delivery.attempts > 0),
+            sa.func.count().filter(Delivery.status == DeliveryStatus.DEAD),
+            sa.func.min(Delivery.created_at).filter(waiting),
+        )
+    ).one()
+    undispatched = db.session.scalar(
+        sa.select(sa.func.count()).where(OutboxMessage.dispatched_at.is_(None))
+    )
+    return OutboxBacklog(undispatched or 0, pending, failing, dead, oldest)
+
+
+def dead_deliveries(*, limit: int = 50) -> list[Delivery]:
+    """Deliveries given up on, newest first, with their messages."""
+    return list(
+        db.session.scalars(
+            sa.select(Delivery)
+            .where(Delivery.status == DeliveryStatus.DEAD)
+            .options(orm.joinedload(Delivery.message))
+            .order_by(Delivery.created_at.desc(), Delivery.id.desc())
+            .limit(limit)
+        )
+    )
+
+
+def worker_heartbeats(*, limit: int = 10) -> list[WorkerHeartbeat]:
+    """The workers heard from most recently."""
+    return list(
+        db.session.scalars(
+            sa.select(WorkerHeartbeat).order_by(WorkerHeartbeat.beat_at.desc()).limit(limit)
+        )
+    )
+
+
+def last_reconcile() -> tuple[datetime | None, datetime | None]:
+    """When reconciling last changed a payment, and when Midtrans was last asked about one."""
+    changed = db.session.scalar(
+        sa.select(sa.func.max(PaymentEvent.created_at)).where(PaymentEvent.source == "reconcile")
+    )
+    checked = db.session.scalar(sa.select(sa.func.max(Payment.last_checked_at)))
+    return changed, checked
+
+
+def search_payments(text: str, *, limit: int = 50) -> list[Payment]:
+    """Payments whose id, order_id or gateway_order_id is exactly `text`, newest first."""
+    matches: list[sa.ColumnElement[bool]] = [
+        Payment.order_id == text,
+        Payment.gateway_order_id == text,
+    ]
+    try:
+        matches.append(Payment.id == uuid.UUID(text))
+    except ValueError:
+        pass
+    return list(
+        db.session.scalars(
+            sa.select(Payment)
+            .where(sa.or_(*matches))
+            .order_by(Payment.created_at.desc())
+            .limit(limit)
+        )
+    )
+
+
+def notifications_for(payment: Payment) -> list[Notification]:
+    """Every notification about a payment, also those refused before it could be matched."""
+    return list(
+        db.session.scalars(
+            sa.select(Notification)
+            .where(
+                sa.or_(
+                    Notification.payment_id == payment.id,
+                    Notification.order_id == payment.gateway_order_id,
+                )
+            )
+            .order_by(Notification.received_at, Notification.id)
+        )
+    )
+
+
+def refunds_for(payment_id: uuid.UUID) -> list[Refund]:
+    """A payment's refunds, oldest first."""
+    return list(
+        db.session.scalars(
+            sa.select(Refund).where(Refund.payment_id == payment_id).order_by(Refund.id)
+        )
+    )
+
+
+def outbox_for(payment_id: uuid.UUID) -> list[OutboxMessage]:
+    """A payment's outbox messages with their deliveries, oldest first."""
+    return list(
+        db.session.scalars(
+            sa.select(OutboxMessage)
+            .where(OutboxMessage.payment_id == payment_id)
+            .options(orm.selectinload(OutboxMessage.deliveries))
+            .order_by(OutboxMessage.id)
+        )
+    )

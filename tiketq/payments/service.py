@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
@@ -64,12 +65,14 @@ def create_payment(
     *,
     gateway: Gateway,
     idempotency_key: str | None = None,
+    finish_url: Callable[[uuid.UUID], str] | None = None,
     now: datetime | None = None,
 ) -> Payment:
     """Open a payment for an order, or return the live one a retried request already opened.
 
     The row is committed before Midtrans is called, so a timeout leaves a record that says
-    so instead of a token nobody knows about.
+    so instead of a token nobody knows about. `finish_url` names, for a payment id, the page
+    Snap sends the traveller back to.
     """
     now = now or utcnow()
     fingerprint = new.fingerprint()
@@ -141,6 +144,7 @@ def create_payment(
         payment_method=payment.payment_method,
         starts_at=now,
         expires_in_minutes=new.expiry_hours * 60,
+        finish_url=finish_url(payment.id) if finish_url else None,
     )
     try:
         checkout = gateway.create_checkout(checkout_request)
@@ -208,6 +212,58 @@ def _failure_detail(exc: GatewayError) -> str:
     if isinstance(exc, GatewayRejected):
         return "gateway_rejected"
     return "gateway_unavailable"
+
+
+def retry_payment(
+    payment_id: uuid.UUID,
+    *,
+    gateway: Gateway,
+    finish_url: Callable[[uuid.UUID], str] | None = None,
+    now: datetime | None = None,
+) -> Payment:
+    """Open a fresh attempt at an order whose attempt failed or ran out of time.
+
+    Returns the order's paid or still live attempt instead, when it has one.
+    """
+    payment = db.session.get(Payment, payment_id)
+    if payment is None:
+        raise PaymentNotFound("Payment not found")
+    if payment.status is PaymentStatus.CANCELED:
+        # Canceling is the caller's decision about the order; the traveller cannot undo it.
+        raise PaymentConflict(
+            "a canceled payment cannot be paid", [{"field": "status", "message": "canceled"}]
+        )
+    counted = queries.counted_attempt(payment.order_id)
+    if counted is not None and counted.status in PAID:
+        return counted
+    return create_payment(_same_order(payment), gateway=gateway, finish_url=finish_url, now=now)
+
+
+def _same_order(payment: Payment) -> NewPayment:
+    hours = max(1, round((payment.expires_at - payment.created_at).total_seconds() / 3600))
+    return NewPayment(
+        order_id=payment.order_id,
+        amount=payment.amount,
+        payment_method=payment.payment_method,
+        customer=dict(payment.customer),
+        items=tuple(ItemLine(**item) for item in payment.items),
+        description=payment.description,
+        expiry_hours=hours,
+    )
+
+
+def update_customer(payment_id: uuid.UUID, *, name: str, email: str, phone: str) -> Payment:
+    """Store the traveller's name, email and phone on a payment that is still open."""
+    payment = _locked(payment_id)
+    if payment.status not in OPEN:
+        raise PaymentConflict(
+            f"payment {payment.id} is {payment.status}; its details no longer change",
+            [{"field": "status", "message": str(payment.status)}],
+        )
+    # The whole name in first_name: many Indonesian names have no first/last split.
+    payment.customer = {"first_name": name, "email": email, "phone": phone}
+    db.session.commit()
+    return payment
 
 
 # Midtrans refunds only these payment types, and only once settled; VA and store payments are

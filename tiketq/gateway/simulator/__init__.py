@@ -6,7 +6,7 @@ and requests (which sends its HTTP notifications).
 
 from flask import Blueprint, Flask
 
-from . import control, core, notification_control, snap
+from . import control, core, notification_control, snap, snapjs
 from .notifier import Notifier, configured_urls
 from .outbox import Outbox
 from .service import EXTENSION_KEY, Simulator, current_simulator
@@ -16,6 +16,7 @@ __all__ = ["bp", "create_app", "init_app"]
 
 bp = Blueprint("midtrans_simulator", __name__)
 bp.register_blueprint(snap.bp)
+bp.register_blueprint(snapjs.bp)
 bp.register_blueprint(core.bp)
 bp.register_blueprint(control.bp)
 bp.register_blueprint(notification_control.bp)

@@ -1,0 +1,551 @@
+"""The traveller's checkout and receipt pages, through the Flask test client."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import sqlalchemy as sa
+
+from tests.conftest import SERVER_KEY
+from tiketq.checkout.formats import rupiah
+from tiketq.config import ConfigError, from_environ, instance_secret_key, snap_js_url, validate
+from tiketq.extensions import db
+from tiketq.payments.models import Payment, utcnow
+from tiketq.payments.status import PaymentStatus
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "tiketq" / "templates"
+SARI = {"first_name": "Sari Dewi", "email": "sari@example.co.id", "phone": "+62 812 3456 7890"}
+HOSTILE_NAMES = [
+    "<script>alert(1)</script>",
+    "<img src=x onerror=alert(1)>",
+    '"><svg/onload=alert(1)>',
+    "</script><script>alert(1)</script>",
+]
+
+
+def open_payment(client, order_id: str, *, customer=SARI, **fields) -> dict:
+    body = {
+        "order_id": order_id,
+        "amount": 1_250_000,
+        "customer_details": customer,
+        "item_details": [
+            {"id": "CGK-DPS", "name": "CGK - DPS GA-404", "price": 1_200_000, "quantity": 1},
+            {"id": "BAG", "name": "Baggage 20 kg", "price": 25_000, "quantity": 2},
+        ],
+        **fields,
+    }
+    response = client.post("/payments", json=body)
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()
+
+
+def stored(payment_id: str) -> Payment:
+    return db.session.get(Payment, uuid.UUID(payment_id))
+
+
+def csrf_token(page: str) -> str:
+    match = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page)
+    assert match, "the page has no CSRF token"
+    return match.group(1)
+
+
+def csp(response) -> dict[str, str]:
+    policy = response.headers["Content-Security-Policy"]
+    return dict(part.strip().split(" ", 1) for part in policy.split(";"))
+
+
+def test_payment_url_is_the_absolute_checkout_page(client, order_id):
+    payment = open_payment(client, order_id)
+    assert payment["payment_url"] == f"http://localhost/checkout/{payment['id']}"
+    assert client.get(payment["payment_url"]).status_code == 200
+
+
+def test_snap_is_told_to_send_the_traveller_back_to_the_finish_page(
+    client, order_id, midtrans_simulator
+):
+    payment = open_payment(client, order_id)
+    callbacks = midtrans_simulator.transaction(order_id)["request"]["callbacks"]
+    finish = f"http://localhost/checkout/{payment['id']}/finish"
+    assert callbacks == {"finish": finish, "error": finish}
+
+
+def test_behind_a_proxy_every_address_is_the_public_one(committed, midtrans_simulator, order_id):
+    proxied = committed(PROXY_FIX_HOPS=1).test_client()
+    headers = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "pay.tiketq.id"}
+    response = proxied.post(
+        "/payments", json={"order_id": order_id, "amount": 150_000}, headers=headers
+    )
+    payment_id = response.get_json()["id"]
+    assert response.get_json()["payment_url"] == f"https://pay.tiketq.id/checkout/{payment_id}"
+    callbacks = midtrans_simulator.transaction(order_id)["request"]["callbacks"]
+    assert callbacks["finish"] == f"https://pay.tiketq.id/checkout/{payment_id}/finish"
+    page = proxied.get(f"/checkout/{payment_id}", headers=headers)
+    assert page.headers["Strict-Transport-Security"].startswith("max-age=")
+
+
+def test_the_checkout_page_shows_the_order_in_rupiah_with_the_time_left(client, order_id):
+    payment = open_payment(client, order_id)
+    page = client.get(f"/checkout/{payment['id']}").get_data(as_text=True)
+    assert "Rp 1.250.000" in page and "Rp 1.200.000" in page and "2 × Rp 25.000" in page
+    assert "CGK - DPS GA-404" in page and order_id in page
+    seconds = int(re.search(r'data-seconds-left="(\d+)"', page).group(1))
+    assert 3590 <= seconds <= 3600 and "Sisa waktu" in page
+    assert re.search(
+        r"Bayar sebelum</dt>\s*<dd><time [^>]+>\d{1,2} \w+ \d{4}, \d\d\.\d\d WIB<", page
+    )
+
+
+@pytest.mark.parametrize(
+    ("amount", "text"),
+    [
+        (0, "Rp 0"),
+        (999, "Rp 999"),
+        (1_000, "Rp 1.000"),
+        (1_250_000, "Rp 1.250.000"),
+        (-25_000, "-Rp 25.000"),
+    ],
+)
+def test_rupiah_are_written_with_dots_between_thousands(amount, text):
+    assert rupiah(amount) == text
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES)
+def test_customer_text_is_escaped_on_both_pages(client, order_id, name):
+    payment = open_payment(
+        client,
+        order_id,
+        customer={**SARI, "first_name": name},
+        description=f"Trip for {name}",
+        item_details=[{"id": "X", "name": name[:50], "price": 1_250_000, "quantity": 1}],
+    )
+    for path in (f"/checkout/{payment['id']}", f"/receipt/{payment['id']}"):
+        page = client.get(path).get_data(as_text=True)
+        assert name not in page
+        assert "&lt;" in page and "alert(1)" in page
+        # Every script on the page is one of ours: an external file with the request's nonce.
+        assert all("src=" in tag for tag in re.findall(r"<script[^>]*>", page))
+
+
+def test_every_template_is_autoescaped_by_its_name():
+    names = [p.name for p in TEMPLATES.rglob("*") if p.is_file()]
+    assert names and all(name.endswith(".html") for name in names)
+
+
+def test_details_without_a_csrf_token_are_refused(client, order_id):
+    payment = open_payment(client, order_id, customer={"email": "sari@example.co.id"})
+    response = client.post(
+        f"/checkout/{payment['id']}",
+        data={"name": "Sari", "email": "sari@example.co.id", "phone": "+62811000000"},
+    )
+    assert response.status_code == 400
+    assert "Formulir sudah kedaluwarsa" in response.get_data(as_text=True)
+    assert stored(payment["id"]).customer == {"email": "sari@example.co.id"}
+
+
+def test_a_csrf_token_from_another_session_is_refused(app, client, order_id):
+    payment = open_payment(client, order_id, customer={"email": "sari@example.co.id"})
+    foreign = csrf_token(app.test_client().get(f"/checkout/{payment['id']}").get_data(True))
+    client.get(f"/checkout/{payment['id']}")
+    response = client.post(
+        f"/checkout/{payment['id']}",
+        data={"csrf_token": foreign, "name": "Sari", "email": "s@x.id", "phone": "+62811000000"},
+    )
+    assert response.status_code == 400
+    assert stored(payment["id"]).customer == {"email": "sari@example.co.id"}
+
+
+def test_missing_details_are_asked_for_before_the_pay_button(client, order_id):
+    payment = open_payment(client, order_id, customer={"email": "sari@example.co.id"})
+    page = client.get(f"/checkout/{payment['id']}").get_data(as_text=True)
+    assert "Lengkapi data pemesan sebelum membayar." in page
+    assert 'id="pay"' not in page and "snap.js" not in page
+
+    response = client.post(
+        f"/checkout/{payment['id']}",
+        data={
+            "csrf_token": csrf_token(page),
+            "name": "  Sari Dewi ",
+            "email": "sari@example.co.id",
+            "phone": "+62 812 3456 7890",
+        },
+    )
+    assert response.status_code == 303
+    assert response.headers["Location"] == f"/checkout/{payment['id']}"
+    assert stored(payment["id"]).customer == SARI
+    assert 'id="pay"' in client.get(f"/checkout/{payment['id']}").get_data(as_text=True)
+
+
+def test_invalid_details_are_explained_next_to_their_fields(client, order_id):
+    payment = open_payment(client, order_id, customer={})
+    page = client.get(f"/checkout/{payment['id']}?lang=en").get_data(as_text=True)
+    response = client.post(
+        f"/checkout/{payment['id']}",
+        data={"csrf_token": csrf_token(page), "name": "", "email": "sari@", "phone": "call me"},
+    )
+    page = response.get_data(as_text=True)
+    assert response.status_code == 400
+    assert page.count('aria-invalid="true"') == 3
+    assert 'id="name-error">Required.' in page
+    assert 'id="email-error">Enter a valid email address' in page
+    assert 'id="phone-error">Enter a mobile number' in page
+    assert 'aria-describedby="email-hint email-error"' in page
+    assert stored(payment["id"]).customer == {}
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "next=//evil.com",
+        "next=https://evil.com",
+        "next=/\\evil.com",
+        "next=javascript:alert(1)",
+        "next=%2F%2Fevil.com",
+        "url=https://tiketq.id.evil.com",
+        "redirect=https://evil.com%23@tiketq.id",
+        "order_id=ORD-OTHER&status_code=200&transaction_status=settlement",
+    ],
+)
+def test_the_finish_page_only_ever_leads_to_the_receipt(client, order_id, query):
+    payment = open_payment(client, order_id)
+    response = client.get(f"/checkout/{payment['id']}/finish?{query}")
+    assert response.status_code == 303
+    assert response.headers["Location"] == f"/receipt/{payment['id']}"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/checkout/%2F%2Fevil.com/finish",
+        "/checkout/https:%2F%2Fevil.com/finish",
+        "/checkout/javascript:alert(1)/finish",
+    ],
+)
+def test_addresses_in_the_payment_id_lead_nowhere(client, path):
+    response = client.get(path, follow_redirects=True)
+    assert response.status_code == 404
+    # Werkzeug merges doubled slashes with a redirect, which stays on this host.
+    assert all(
+        urlsplit(hop.headers["Location"]).netloc in ("", "localhost") for hop in response.history
+    )
+
+
+def test_query_parameters_from_midtrans_never_decide_the_status(client, order_id):
+    payment = open_payment(client, order_id)
+    response = client.get(
+        f"/checkout/{payment['id']}/finish?order_id={order_id}&status_code=200"
+        "&transaction_status=settlement",
+        follow_redirects=True,
+    )
+    page = response.get_data(as_text=True)
+    assert "Belum memilih metode pembayaran" in page and "Lunas" not in page
+    assert stored(payment["id"]).status is PaymentStatus.PENDING
+
+
+@pytest.mark.parametrize(
+    "reference",
+    [str(uuid.uuid4()), "not-a-payment", "payment-ORD-LEGACY", "%3Cscript%3E"],
+)
+def test_unknown_payments_get_an_html_404(client, reference):
+    for path in (f"/checkout/{reference}", f"/receipt/{reference}"):
+        response = client.get(path)
+        assert response.status_code == 404
+        assert response.mimetype == "text/html"
+        assert "Pembayaran tidak ditemukan" in response.get_data(as_text=True)
+
+
+def test_a_legacy_order_id_does_not_open_someone_elses_receipt(client, order_id):
+    open_payment(client, order_id)
+    assert client.get(f"/payments/payment-{order_id}").status_code == 200
+    assert client.get(f"/receipt/payment-{order_id}").status_code == 404
+
+
+def test_the_production_page_loads_snap_from_midtrans_with_the_client_key_only(
+    app, client, order_id, monkeypatch
+):
+    payment = open_payment(client, order_id)
+    for name, value in {
+        "MIDTRANS_IS_PRODUCTION": True,
+        "MIDTRANS_SIMULATOR": False,
+        "MIDTRANS_CLIENT_KEY": "Mid-client-PRODUCTION",
+        "MIDTRANS_SERVER_KEY": "Mid-server-PRODUCTION",
+    }.items():
+        monkeypatch.setitem(app.config, name, value)
+    response = client.get(f"/checkout/{payment['id']}")
+    page = response.get_data(as_text=True)
+    assert re.search(
+        r'<script src="https://app\.midtrans\.com/snap/snap\.js" '
+        r'data-client-key="Mid-client-PRODUCTION" nonce="[^"]+" defer>',
+        page,
+    )
+    assert "Mid-server-PRODUCTION" not in page and SERVER_KEY not in page
+    assert "sandbox" not in page
+    policy = csp(response)
+    assert policy["script-src"].endswith(" https://app.midtrans.com")
+    assert policy["frame-src"] == "https://app.midtrans.com"
+
+
+def test_the_sandbox_page_loads_snap_from_the_sandbox_host(app, client, order_id, monkeypatch):
+    payment = open_payment(client, order_id)
+    monkeypatch.setitem(app.config, "MIDTRANS_SIMULATOR", False)
+    response = client.get(f"/checkout/{payment['id']}")
+    assert 'src="https://app.sandbox.midtrans.com/snap/snap.js"' in response.get_data(True)
+    assert csp(response)["frame-src"] == "https://app.sandbox.midtrans.com"
+
+
+def test_the_simulator_page_loads_the_simulators_snap_js(app, client, order_id, midtrans_simulator):
+    payment = open_payment(client, order_id)
+    response = client.get(f"/checkout/{payment['id']}")
+    page = response.get_data(as_text=True)
+    assert f'src="{midtrans_simulator.url}/snap/snap.js" data-client-key="SB-Mid-client-' in page
+    assert SERVER_KEY not in page
+    assert csp(response)["frame-src"] == midtrans_simulator.url
+
+
+def test_the_policy_allows_only_nonced_scripts_and_no_framing(client, order_id):
+    payment = open_payment(client, order_id)
+    first = client.get(f"/checkout/{payment['id']}")
+    second = client.get(f"/checkout/{payment['id']}")
+    policy = csp(first)
+    nonce = re.search(r"'nonce-([^']+)'", policy["script-src"]).group(1)
+    assert nonce != re.search(r"'nonce-([^']+)'", csp(second)["script-src"]).group(1)
+    scripts = re.findall(r"<script[^>]*>", first.get_data(as_text=True))
+    assert len(scripts) == 2 and all(f'nonce="{nonce}"' in tag for tag in scripts)
+    assert policy["frame-ancestors"] == "'none'" and policy["object-src"] == "'none'"
+    assert policy["base-uri"] == "'none'" and policy["form-action"] == "'self'"
+    header = first.headers["Content-Security-Policy"]
+    assert "unsafe-inline" not in header and "unsafe-eval" not in header
+    assert first.headers["X-Frame-Options"] == "DENY"
+    assert first.headers["X-Content-Type-Options"] == "nosniff"
+    assert first.headers["Referrer-Policy"] == "strict-origin-when-cross-origin"
+
+
+def test_pages_with_payment_data_are_never_cached(client, order_id):
+    payment = open_payment(client, order_id)
+    for path in (
+        f"/checkout/{payment['id']}",
+        f"/receipt/{payment['id']}",
+        f"/checkout/{payment['id']}/status.json",
+        f"/payments/{payment['id']}",
+    ):
+        assert client.get(path).headers["Cache-Control"] == "no-store", path
+
+
+def test_the_session_cookie_is_http_only_and_same_site(client, order_id):
+    payment = open_payment(client, order_id, customer={})
+    cookie = client.get(f"/checkout/{payment['id']}").headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie
+
+
+def test_in_production_the_session_cookie_is_secure_and_host_only():
+    settings = from_environ({"MIDTRANS_IS_PRODUCTION": "true"}, "/srv/instance")
+    assert settings["SESSION_COOKIE_SECURE"] is True
+    assert settings["SESSION_COOKIE_NAME"].startswith("__Host-")
+
+
+def test_bahasa_indonesia_is_the_default_language(client, order_id):
+    payment = open_payment(client, order_id)
+    page = client.get(f"/checkout/{payment['id']}").get_data(as_text=True)
+    assert '<html lang="id">' in page and "Bayar sekarang" in page
+
+
+def test_the_browsers_language_is_followed(client, order_id):
+    payment = open_payment(client, order_id)
+    response = client.get(
+        f"/checkout/{payment['id']}", headers={"Accept-Language": "en-US,en;q=0.9,id;q=0.5"}
+    )
+    assert '<html lang="en">' in response.get_data(as_text=True)
+
+
+def test_the_language_switch_wins_and_is_remembered(client, order_id):
+    payment = open_payment(client, order_id)
+    english = client.get(f"/checkout/{payment['id']}").get_data(as_text=True)
+    switch = re.search(r'<a href="([^"]+)" lang="en" hreflang="en">English</a>', english)
+    page = client.get(switch.group(1)).get_data(as_text=True)
+    assert '<html lang="en">' in page and "Pay now" in page
+    receipt = client.get(f"/receipt/{payment['id']}").get_data(as_text=True)
+    assert '<html lang="en">' in receipt and "Payment receipt" in receipt
+    back = client.get(
+        f"/receipt/{payment['id']}?lang=id", headers={"Accept-Language": "en"}
+    ).get_data(as_text=True)
+    assert '<html lang="id">' in back
+
+
+def test_status_json_reports_the_stored_truth(client, order_id):
+    payment = open_payment(client, order_id)
+    response = client.get(f"/checkout/{payment['id']}/status.json")
+    assert response.get_json() == {
+        "status": "pending",
+        "status_detail": None,
+        "payment_type": None,
+        "paid": False,
+        "expires_at": stored(payment["id"]).expires_at.isoformat(),
+        "receipt_url": f"/receipt/{payment['id']}",
+    }
+
+
+@pytest.mark.parametrize(
+    ("method", "shown"),
+    [
+        ("bca_va", ["Nomor virtual account", "BCA"]),
+        ("permata_va", ["Nomor virtual account", "Permata"]),
+        ("echannel", ["Kode perusahaan", "70012", "Kode pembayaran"]),
+        ("indomaret", ["Tunjukkan kode pembayaran ini ke kasir Indomaret"]),
+        ("gopay", ["Buka jendela pembayaran"]),
+    ],
+)
+def test_a_pending_payment_tells_the_traveller_how_to_pay(
+    client, order_id, midtrans_simulator, method, shown
+):
+    payment = open_payment(client, order_id)
+    midtrans_simulator.pay(order_id, method, "pending")
+    assert client.get(f"/checkout/{payment['id']}/status.json").get_json()["payment_type"]
+
+    page = client.get(f"/receipt/{payment['id']}").get_data(as_text=True)
+    details = stored(payment["id"]).payment_details
+    code = (
+        details.get("va_numbers", [{}])[0].get("va_number")
+        or details.get("permata_va_number")
+        or details.get("bill_key")
+        or details.get("payment_code")
+    )
+    assert "Menunggu pembayaran" in page and 'data-watch="true"' in page
+    assert all(text in page for text in shown)
+    assert code is None or code in page
+
+
+def test_a_paid_payment_shows_when_and_its_reference(client, order_id, midtrans_simulator):
+    payment = open_payment(client, order_id)
+    midtrans_simulator.pay(order_id, "credit_card", "capture")
+    client.get(f"/checkout/{payment['id']}/status.json")
+
+    page = client.get(f"/receipt/{payment['id']}").get_data(as_text=True)
+    paid = stored(payment["id"])
+    assert paid.status is PaymentStatus.SUCCESS
+    assert "Lunas" in page and "Dibayar pada" in page and paid.gateway_transaction_id in page
+    assert "48111111-1114" in page and "data-watch" not in page
+    response = client.get(f"/checkout/{payment['id']}")
+    assert response.status_code == 303 and response.headers["Location"].startswith("/receipt/")
+
+
+def test_details_of_a_paid_payment_no_longer_change(client, order_id, midtrans_simulator):
+    payment = open_payment(client, order_id, customer={})
+    token = csrf_token(client.get(f"/checkout/{payment['id']}").get_data(as_text=True))
+    midtrans_simulator.pay(order_id, "gopay", "settlement")
+    client.get(f"/checkout/{payment['id']}/status.json")
+
+    response = client.post(
+        f"/checkout/{payment['id']}",
+        data={"csrf_token": token, "name": "Eve", "email": "eve@x.id", "phone": "+62811000000"},
+    )
+    assert response.status_code == 409
+    assert stored(payment["id"]).customer == {}
+
+
+def test_an_attempt_out_of_time_offers_a_fresh_one_for_the_same_order(client, order_id):
+    payment = open_payment(client, order_id)
+    stored(payment["id"]).expires_at = utcnow() - timedelta(minutes=1)
+    db.session.commit()
+
+    page = client.get(f"/checkout/{payment['id']}").get_data(as_text=True)
+    assert "Waktu pembayaran untuk tagihan ini sudah habis." in page and 'id="pay"' not in page
+    response = client.post(
+        f"/checkout/{payment['id']}/retry", data={"csrf_token": csrf_token(page)}
+    )
+
+    assert response.status_code == 303
+    fresh_id = response.headers["Location"].removeprefix("/checkout/")
+    fresh, old = stored(fresh_id), stored(payment["id"])
+    assert (fresh.order_id, fresh.gateway_order_id, fresh.attempt) == (order_id, f"{order_id}~2", 2)
+    assert (fresh.amount, fresh.items, fresh.customer) == (old.amount, old.items, old.customer)
+    assert fresh.snap_token and fresh.snap_token != old.snap_token
+    assert old.status is PaymentStatus.EXPIRED
+    assert 'id="pay"' in client.get(f"/checkout/{fresh_id}").get_data(as_text=True)
+
+
+def test_a_fresh_attempt_without_a_csrf_token_is_refused(client, order_id):
+    payment = open_payment(client, order_id)
+    stored(payment["id"]).expires_at = utcnow() - timedelta(minutes=1)
+    db.session.commit()
+    response = client.post(f"/checkout/{payment['id']}/retry")
+    assert response.status_code == 400
+    attempts = db.session.scalars(sa.select(Payment.attempt).where(Payment.order_id == order_id))
+    assert list(attempts) == [1]
+
+
+def test_a_failed_card_offers_a_fresh_attempt(client, order_id, midtrans_simulator):
+    payment = open_payment(client, order_id)
+    midtrans_simulator.pay(order_id, "credit_card", "deny")
+    client.get(f"/checkout/{payment['id']}/status.json")
+    receipt = client.get(f"/receipt/{payment['id']}").get_data(as_text=True)
+    assert "Gagal" in receipt and f'href="/checkout/{payment["id"]}"' in receipt
+    page = client.get(f"/checkout/{payment['id']}").get_data(as_text=True)
+    assert "Pembayaran ini gagal." in page and 'id="retry"' in page
+
+
+def test_a_canceled_payment_cannot_be_reopened_by_the_traveller(client, order_id):
+    payment = open_payment(client, order_id, customer={})
+    token = csrf_token(client.get(f"/checkout/{payment['id']}").get_data(as_text=True))
+    stored(payment["id"]).transition_to(PaymentStatus.CANCELED, source="api")
+    db.session.commit()
+
+    response = client.get(f"/checkout/{payment['id']}")
+    assert response.status_code == 303
+    receipt = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert "Dibatalkan" in receipt and "Tidak ada dana yang ditarik" in receipt
+    retry = client.post(f"/checkout/{payment['id']}/retry", data={"csrf_token": token})
+    assert retry.status_code == 409
+    assert "Pembayaran ini sudah tidak dapat diubah." in retry.get_data(as_text=True)
+
+
+def test_snap_js_comes_from_where_the_configuration_says():
+    base = {"MIDTRANS_IS_PRODUCTION": False, "MIDTRANS_SIMULATOR": True}
+    assert snap_js_url({**base, "MIDTRANS_SIMULATOR_IN_APP": True}) == "/_simulator/snap/snap.js"
+    assert (
+        snap_js_url({**base, "MIDTRANS_BASE_URL": "http://127.0.0.1:8004/"})
+        == "http://127.0.0.1:8004/snap/snap.js"
+    )
+    assert snap_js_url({"MIDTRANS_SIMULATOR": False}) == (
+        "https://app.sandbox.midtrans.com/snap/snap.js"
+    )
+    assert snap_js_url({"MIDTRANS_IS_PRODUCTION": True}) == "https://app.midtrans.com/snap/snap.js"
+    assert snap_js_url({**base, "MIDTRANS_SNAP_JS_URL": "http://sim.local/snap/snap.js"}) == (
+        "http://sim.local/snap/snap.js"
+    )
+
+
+PRODUCTION = {
+    "MIDTRANS_IS_PRODUCTION": "true",
+    "MIDTRANS_SERVER_KEY": "Mid-server-x",
+    "MIDTRANS_CLIENT_KEY": "Mid-client-x",
+    "JWT_SECRET": "confirmations-secret",
+}
+
+
+def test_production_needs_a_secret_key_shared_by_every_worker():
+    with pytest.raises(ConfigError, match="SECRET_KEY"):
+        validate(from_environ(PRODUCTION, "/srv/instance"))
+
+
+def test_production_refuses_another_snap_js():
+    env = {**PRODUCTION, "SECRET_KEY": "s", "MIDTRANS_SNAP_JS_URL": "https://evil.example/s.js"}
+    with pytest.raises(ConfigError, match="MIDTRANS_SNAP_JS_URL"):
+        validate(from_environ(env, "/srv/instance"))
+
+
+def test_a_negative_proxy_count_is_refused():
+    with pytest.raises(ConfigError, match="PROXY_FIX_HOPS"):
+        validate(from_environ({"PROXY_FIX_HOPS": "-1"}, "/srv/instance"))
+
+
+def test_outside_production_the_secret_key_is_made_once_in_the_instance_folder(tmp_path):
+    first = instance_secret_key(str(tmp_path / "instance"))
+    assert len(first) == 64
+    assert instance_secret_key(str(tmp_path / "instance")) == first
+    secret = tmp_path / "instance" / "secret_key"
+    assert secret.stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in secret.parent.iterdir()] == ["secret_key"]

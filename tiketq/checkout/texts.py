@@ -1,0 +1,238 @@
+"""What the traveller's pages say, in Bahasa Indonesia (the default) and English."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from werkzeug.datastructures import LanguageAccept
+
+DEFAULT = "id"
+LANGUAGES = {"id": "Bahasa Indonesia", "en": "English"}
+
+TEXTS: dict[str, dict[str, str]] = {
+    "id": {
+        "language": "Bahasa",
+        "secured_by": "Pembayaran diproses dengan aman oleh Midtrans.",
+        "title.checkout": "Pembayaran",
+        "title.receipt": "Bukti pembayaran",
+        "order": "Nomor pesanan",
+        "order.summary": "Ringkasan pesanan",
+        "total": "Total",
+        "pay_before": "Bayar sebelum",
+        "time_left": "Sisa waktu",
+        "customer": "Data pemesan",
+        "customer.needed": "Lengkapi data pemesan sebelum membayar.",
+        "name": "Nama lengkap",
+        "email": "Email",
+        "email.hint": "E-tiket dan bukti pembayaran dikirim ke alamat ini.",
+        "phone": "Nomor ponsel",
+        "phone.hint": "Contoh: +62 812 3456 7890",
+        "save": "Simpan dan lanjutkan",
+        "edit": "Ubah data",
+        "cancel": "Batal",
+        "pay": "Bayar sekarang",
+        "pay.reopen": "Buka lagi jendela pembayaran",
+        "pay.closed": "Jendela pembayaran ditutup. Anda dapat membukanya lagi selama waktu "
+        "pembayaran belum habis.",
+        "pay.checking": "Memeriksa status pembayaran…",
+        "pay.unavailable": "Jendela pembayaran belum dapat dimuat. Periksa koneksi Anda, lalu "
+        "coba lagi.",
+        "pay.method_chosen": "Anda sudah memilih metode pembayaran.",
+        "pay.see_instructions": "Lihat petunjuk pembayaran",
+        "pay.processing": "Pembayaran Anda sedang diverifikasi.",
+        "ended.expired": "Waktu pembayaran untuk tagihan ini sudah habis.",
+        "ended.failed": "Pembayaran ini gagal.",
+        "ended.retry_hint": "Anda dapat membayar pesanan ini lagi dengan tagihan baru.",
+        "retry": "Bayar lagi",
+        "form.expired": "Formulir sudah kedaluwarsa. Silakan kirim ulang.",
+        "error.required": "Wajib diisi.",
+        "error.too_long": "Terlalu panjang.",
+        "error.invalid": "Berisi karakter yang tidak diizinkan.",
+        "error.email": "Masukkan alamat email yang valid, misalnya nama@contoh.co.id.",
+        "error.phone": "Masukkan nomor ponsel, misalnya +62 812 3456 7890.",
+        "status.pending": "Menunggu pembayaran",
+        "status.pending.no_method": "Belum memilih metode pembayaran",
+        "status.processing": "Sedang diverifikasi",
+        "status.success": "Lunas",
+        "status.failed": "Gagal",
+        "status.canceled": "Dibatalkan",
+        "status.expired": "Kedaluwarsa",
+        "status.refunded": "Dana dikembalikan",
+        "detail.partial_refund": "Sebagian dana sudah dikembalikan.",
+        "detail.overdue": "Batas waktu pembayaran sudah lewat.",
+        "receipt.status": "Status",
+        "receipt.amount": "Jumlah",
+        "receipt.method": "Metode",
+        "receipt.customer": "Atas nama",
+        "receipt.paid_at": "Dibayar pada",
+        "receipt.reference": "Nomor referensi",
+        "receipt.card": "Kartu",
+        "receipt.approval_code": "Kode persetujuan",
+        "receipt.next": "Langkah berikutnya",
+        "receipt.updating": "Halaman ini diperbarui otomatis saat pembayaran Anda diterima.",
+        "receipt.print": "Cetak",
+        "receipt.back": "Kembali ke halaman pembayaran",
+        "receipt.pay_now": "Lanjutkan pembayaran",
+        "receipt.no_method": "Anda belum memilih metode pembayaran.",
+        "receipt.processing": "Pembayaran kartu Anda sedang diverifikasi oleh bank. Halaman ini "
+        "akan berubah begitu hasilnya ada.",
+        "receipt.canceled": "Pembayaran ini dibatalkan. Tidak ada dana yang ditarik.",
+        "receipt.failed": "Pembayaran ini tidak berhasil dan tidak ada dana yang ditarik.",
+        "receipt.expired": "Waktu pembayaran habis sebelum pembayaran diterima.",
+        "receipt.refunded": "Dana pembayaran ini sudah dikembalikan.",
+        "va.how": "Transfer tepat sebesar jumlah tagihan ke nomor virtual account ini melalui "
+        "m-banking, internet banking, atau ATM.",
+        "va.bank": "Bank",
+        "va.number": "Nomor virtual account",
+        "bill.how": "Bayar melalui aplikasi Livin' by Mandiri atau ATM Mandiri (menu "
+        "Bayar/Multipayment) dengan kode berikut.",
+        "bill.biller_code": "Kode perusahaan",
+        "bill.key": "Kode pembayaran",
+        "store.how": "Tunjukkan kode pembayaran ini ke kasir {store} dan bayar tunai.",
+        "store.code": "Kode pembayaran",
+        "qr.how": "Buka jendela pembayaran Midtrans, lalu pindai kode QR dengan aplikasi "
+        "e-wallet atau m-banking Anda, atau selesaikan di aplikasi yang terbuka.",
+        "qr.open": "Buka jendela pembayaran",
+        "method.bank_transfer": "Transfer bank (virtual account)",
+        "method.echannel": "Mandiri Bill Payment",
+        "method.credit_card": "Kartu kredit/debit",
+        "method.cstore": "Gerai retail",
+        "not_found.title": "Pembayaran tidak ditemukan",
+        "not_found.body": "Periksa kembali tautan dari email atau aplikasi TiketQ Anda.",
+        "error.title": "Terjadi kesalahan",
+        "error.body": "Permintaan Anda tidak dapat diproses. Silakan coba lagi sebentar lagi.",
+        "error.gateway": "Layanan pembayaran sedang tidak tersedia. Silakan coba lagi sebentar "
+        "lagi.",
+        "error.conflict": "Pembayaran ini sudah tidak dapat diubah.",
+    },
+    "en": {
+        "language": "Language",
+        "secured_by": "Payments are processed securely by Midtrans.",
+        "title.checkout": "Payment",
+        "title.receipt": "Payment receipt",
+        "order": "Order number",
+        "order.summary": "Order summary",
+        "total": "Total",
+        "pay_before": "Pay before",
+        "time_left": "Time left",
+        "customer": "Your details",
+        "customer.needed": "Complete your details before paying.",
+        "name": "Full name",
+        "email": "Email",
+        "email.hint": "Your e-ticket and receipt are sent to this address.",
+        "phone": "Mobile number",
+        "phone.hint": "For example: +62 812 3456 7890",
+        "save": "Save and continue",
+        "edit": "Change details",
+        "cancel": "Cancel",
+        "pay": "Pay now",
+        "pay.reopen": "Reopen the payment window",
+        "pay.closed": "The payment window was closed. You can open it again until the time to "
+        "pay runs out.",
+        "pay.checking": "Checking the payment status…",
+        "pay.unavailable": "The payment window could not be loaded yet. Check your connection "
+        "and try again.",
+        "pay.method_chosen": "You have already chosen a payment method.",
+        "pay.see_instructions": "See how to pay",
+        "pay.processing": "Your payment is being verified.",
+        "ended.expired": "The time to pay this bill has run out.",
+        "ended.failed": "This payment failed.",
+        "ended.retry_hint": "You can pay this order again with a new bill.",
+        "retry": "Pay again",
+        "form.expired": "The form expired. Please send it again.",
+        "error.required": "Required.",
+        "error.too_long": "Too long.",
+        "error.invalid": "Contains characters that are not allowed.",
+        "error.email": "Enter a valid email address, such as name@example.com.",
+        "error.phone": "Enter a mobile number, such as +62 812 3456 7890.",
+        "status.pending": "Waiting for payment",
+        "status.pending.no_method": "No payment method chosen yet",
+        "status.processing": "Being verified",
+        "status.success": "Paid",
+        "status.failed": "Failed",
+        "status.canceled": "Canceled",
+        "status.expired": "Expired",
+        "status.refunded": "Refunded",
+        "detail.partial_refund": "Part of the payment has been refunded.",
+        "detail.overdue": "The time to pay has passed.",
+        "receipt.status": "Status",
+        "receipt.amount": "Amount",
+        "receipt.method": "Method",
+        "receipt.customer": "Name",
+        "receipt.paid_at": "Paid at",
+        "receipt.reference": "Reference",
+        "receipt.card": "Card",
+        "receipt.approval_code": "Approval code",
+        "receipt.next": "What to do next",
+        "receipt.updating": "This page updates itself when your payment arrives.",
+        "receipt.print": "Print",
+        "receipt.back": "Back to the payment page",
+        "receipt.pay_now": "Continue to payment",
+        "receipt.no_method": "You have not chosen a payment method yet.",
+        "receipt.processing": "Your card payment is being verified by the bank. This page "
+        "changes as soon as there is an answer.",
+        "receipt.canceled": "This payment was canceled. No money was taken.",
+        "receipt.failed": "This payment did not go through and no money was taken.",
+        "receipt.expired": "The time to pay ran out before the payment arrived.",
+        "receipt.refunded": "This payment has been refunded.",
+        "va.how": "Transfer exactly the amount due to this virtual account number from mobile "
+        "banking, internet banking or an ATM.",
+        "va.bank": "Bank",
+        "va.number": "Virtual account number",
+        "bill.how": "Pay in the Livin' by Mandiri app or at a Mandiri ATM (Pay/Multipayment "
+        "menu) with these codes.",
+        "bill.biller_code": "Biller code",
+        "bill.key": "Bill key",
+        "store.how": "Show this payment code at the {store} cashier and pay in cash.",
+        "store.code": "Payment code",
+        "qr.how": "Open the Midtrans payment window, then scan the QR code with your e-wallet "
+        "or mobile banking app, or finish in the app that opens.",
+        "qr.open": "Open the payment window",
+        "method.bank_transfer": "Bank transfer (virtual account)",
+        "method.echannel": "Mandiri Bill Payment",
+        "method.credit_card": "Credit/debit card",
+        "method.cstore": "Retail store",
+        "not_found.title": "Payment not found",
+        "not_found.body": "Check the link in your TiketQ email or app.",
+        "error.title": "Something went wrong",
+        "error.body": "Your request could not be handled. Please try again in a moment.",
+        "error.gateway": "The payment service is unavailable. Please try again in a moment.",
+        "error.conflict": "This payment can no longer be changed.",
+    },
+}
+
+# Brand names read the same in both languages.
+METHOD_NAMES = {
+    "gopay": "GoPay",
+    "shopeepay": "ShopeePay",
+    "qris": "QRIS",
+    "ovo": "OVO",
+    "dana": "DANA",
+    "akulaku": "Akulaku PayLater",
+    "kredivo": "Kredivo",
+}
+
+
+def choose(remembered: str | None, accepted: LanguageAccept) -> str:
+    """The page language: the one picked on the page, else the browser's preference, else id."""
+    if remembered in LANGUAGES:
+        return remembered
+    return accepted.best_match(LANGUAGES, default=DEFAULT) or DEFAULT
+
+
+def translator(lang: str) -> Callable[..., str]:
+    """A function that looks a text up in `lang` and fills in its {placeholders}."""
+    table = TEXTS[lang]
+
+    def text(key: str, **values: object) -> str:
+        found = table[key]
+        return found.format(**values) if values else found
+
+    return text
+
+
+def method_name(payment_type: str | None, lang: str) -> str | None:
+    """The traveller's name for a Midtrans payment_type."""
+    if payment_type is None:
+        return None
+    return TEXTS[lang].get(f"method.{payment_type}") or METHOD_NAMES.get(payment_type, payment_type)

@@ -1,0 +1,238 @@
+"""Blueprint: the traveller's checkout and receipt pages, rendered on the server."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    g,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from werkzeug.exceptions import HTTPException
+
+from tiketq.checkout import formats, texts
+from tiketq.checkout.forms import CustomerForm, RetryForm
+from tiketq.config import snap_js_url
+from tiketq.gateway import GatewayError, current_gateway
+from tiketq.payments import background, queries, service
+from tiketq.payments.errors import PaymentError, PaymentNotFound
+from tiketq.payments.models import Payment, utcnow
+from tiketq.payments.status import OPEN, PAID, PaymentStatus
+
+bp = Blueprint("checkout", __name__)
+
+# Attempts the traveller may replace with a fresh one; a canceled order stays canceled.
+_RETRYABLE = frozenset({PaymentStatus.FAILED, PaymentStatus.EXPIRED})
+
+
+def checkout_url(payment_id: uuid.UUID) -> str:
+    """The absolute address of a payment's checkout page: the API's payment_url."""
+    return url_for("checkout.checkout", payment_id=payment_id, _external=True)
+
+
+def finish_url(payment_id: uuid.UUID) -> str:
+    """The absolute address Snap sends the traveller's browser to when it is done."""
+    return url_for("checkout.finish", payment_id=payment_id, _external=True)
+
+
+@bp.before_request
+def _choose_language() -> None:
+    asked = request.args.get("lang")
+    if asked in texts.LANGUAGES:
+        session["lang"] = asked
+    g.lang = texts.choose(session.get("lang"), request.accept_languages)
+
+
+@bp.context_processor
+def _page_helpers() -> dict[str, Any]:
+    lang = g.get("lang", texts.DEFAULT)
+    return {
+        "lang": lang,
+        "languages": texts.LANGUAGES,
+        "lang_url": _lang_url,
+        "t": texts.translator(lang),
+        "rupiah": formats.rupiah,
+        "clock": formats.clock,
+        "moment": lambda value: formats.moment(value, lang),
+        "method_name": lambda payment_type: texts.method_name(payment_type, lang),
+    }
+
+
+def _lang_url(lang: str) -> str:
+    # A form's POST address cannot be reloaded with GET; its page can.
+    endpoint = request.endpoint if request.method == "GET" else "checkout.checkout"
+    return url_for(endpoint or "checkout.checkout", **(request.view_args or {}), lang=lang)
+
+
+def _payment(payment_id: str) -> Payment:
+    # Only the unguessable id opens these pages: the API's legacy "payment-<order_id>" ids
+    # would let anyone who knows an order number read its payment.
+    try:
+        key = uuid.UUID(payment_id)
+    except ValueError:
+        raise PaymentNotFound("Payment not found") from None
+    return queries.get_payment(str(key))
+
+
+@bp.get("/checkout/<payment_id>")
+def checkout(payment_id: str) -> Any:
+    """Show the order, the traveller's details and the button that opens Snap."""
+    payment = _payment(payment_id)
+    if payment.status in PAID or payment.status is PaymentStatus.CANCELED:
+        return redirect(url_for(".receipt", payment_id=payment.id), 303)
+    return _render_checkout(payment, _customer_form(payment))
+
+
+@bp.post("/checkout/<payment_id>")
+def save_customer(payment_id: str) -> Any:
+    """Store the traveller's details, then show the page again (post/redirect/get)."""
+    payment = _payment(payment_id)
+    form = CustomerForm()
+    if not form.validate_on_submit():
+        return _render_checkout(payment, form, editing=True), 400
+    service.update_customer(
+        payment.id, name=form.name.data, email=form.email.data, phone=form.phone.data
+    )
+    return redirect(url_for(".checkout", payment_id=payment.id), 303)
+
+
+@bp.post("/checkout/<payment_id>/retry")
+def retry(payment_id: str) -> Any:
+    """Open a fresh attempt at the order and go to its checkout page."""
+    payment = _payment(payment_id)
+    form = RetryForm()
+    if not form.validate_on_submit():
+        return _render_checkout(payment, _customer_form(payment), retry_form=form), 400
+    fresh = service.retry_payment(payment.id, gateway=current_gateway(), finish_url=finish_url)
+    return redirect(url_for(".checkout", payment_id=fresh.id), 303)
+
+
+@bp.get("/checkout/<payment_id>/status.json")
+def status(payment_id: str) -> Response:
+    """Tell the page what is true about the payment, asking Midtrans if not asked lately."""
+    payment = _payment(payment_id)
+    background.refresh_if_stale(
+        payment.id,
+        current_gateway(),
+        min_interval=timedelta(seconds=current_app.config["STATUS_REFRESH_SECONDS"]),
+    )
+    response = jsonify(
+        status=payment.status.value,
+        status_detail=payment.status_detail,
+        payment_type=payment.payment_type,
+        paid=payment.status in PAID,
+        expires_at=payment.expires_at.isoformat(),
+        receipt_url=url_for(".receipt", payment_id=payment.id),
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.get("/checkout/<payment_id>/finish")
+def finish(payment_id: str) -> Response:
+    """Take the traveller from Snap's finish, unfinish or error redirect to the receipt.
+
+    Snap appends order_id, status_code and transaction_status; anyone can write those, so
+    they decide nothing, and the only place this sends the browser is the receipt.
+    """
+    payment = _payment(payment_id)
+    return redirect(url_for(".receipt", payment_id=payment.id), 303)
+
+
+@bp.get("/receipt/<payment_id>")
+def receipt(payment_id: str) -> str:
+    """Show what the database knows about the payment, and what to do next if it is open."""
+    payment = _payment(payment_id)
+    now = utcnow()
+    return render_template(
+        "checkout/receipt.html",
+        payment=payment,
+        is_open=payment.status in OPEN,
+        overdue=payment.status in OPEN and payment.is_expired(now),
+        seconds_left=formats.seconds_left(payment.expires_at, now),
+        customer_name=_customer_name(payment),
+    )
+
+
+def _customer_form(payment: Payment) -> CustomerForm:
+    customer = payment.customer
+    return CustomerForm(
+        formdata=None,
+        data={
+            "name": _customer_name(payment),
+            "email": customer.get("email"),
+            "phone": customer.get("phone"),
+        },
+    )
+
+
+def _customer_name(payment: Payment) -> str:
+    parts = (payment.customer.get("first_name"), payment.customer.get("last_name"))
+    return " ".join(part for part in parts if part)
+
+
+def _render_checkout(
+    payment: Payment,
+    form: CustomerForm,
+    *,
+    editing: bool = False,
+    retry_form: RetryForm | None = None,
+) -> str:
+    now = utcnow()
+    overdue = payment.status in OPEN and payment.is_expired(now)
+    complete = all(
+        (_customer_name(payment), payment.customer.get("email"), payment.customer.get("phone"))
+    )
+    editing = editing or not complete or request.args.get("edit") == "1"
+    payable = payment.status is PaymentStatus.PENDING and not overdue and bool(payment.snap_token)
+    config = current_app.config
+    return render_template(
+        "checkout/checkout.html",
+        payment=payment,
+        form=form,
+        retry_form=retry_form or RetryForm(formdata=None),
+        editing=editing and payment.status in OPEN and not overdue,
+        complete=complete,
+        can_pay=payable and not editing,
+        can_retry=overdue or payment.status in _RETRYABLE,
+        overdue=overdue,
+        seconds_left=formats.seconds_left(payment.expires_at, now),
+        customer_name=_customer_name(payment),
+        snap_js_url=snap_js_url(config),
+        client_key=config["MIDTRANS_CLIENT_KEY"],
+    )
+
+
+@bp.errorhandler(PaymentNotFound)
+def _not_found(exc: PaymentNotFound) -> tuple[str, int]:
+    return render_template(
+        "checkout/error.html", title="not_found.title", body="not_found.body"
+    ), 404
+
+
+@bp.errorhandler(PaymentError)
+def _conflict(exc: PaymentError) -> tuple[str, int]:
+    return render_template("checkout/error.html", title="error.title", body="error.conflict"), 409
+
+
+@bp.errorhandler(GatewayError)
+def _gateway_down(exc: GatewayError) -> tuple[str, int]:
+    return render_template("checkout/error.html", title="error.title", body="error.gateway"), 503
+
+
+@bp.errorhandler(HTTPException)
+def _http_error(exc: HTTPException) -> tuple[str, int]:
+    code = exc.code or 500
+    body = "not_found.body" if code == 404 else "error.body"
+    title = "not_found.title" if code == 404 else "error.title"
+    return render_template("checkout/error.html", title=title, body=body), code
