@@ -22,15 +22,11 @@ from werkzeug.serving import make_server
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "docs" / "screenshots"
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-VIEWPORTS = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 360, "height": 740}}
+sys.path.insert(0, str(ROOT))
+# The browser tests' launch settings: Debian's chromium, never a downloaded one.
+from tests.browser.conftest import CHROMIUM, CHROMIUM_FLAGS, DESKTOP, PHONE  # noqa: E402
+
+VIEWPORTS = {"desktop": DESKTOP, "phone": PHONE}
 ORDER = {
     "order_id": "ORD-DEMO-SCREENSHOT",
     "amount": 1_275_000,
@@ -63,7 +59,6 @@ def serve(folder: str) -> str:
         DATABASE_URL=f"sqlite:///{folder}/tiketq.sqlite3",
         MIDTRANS_SIMULATOR_STATE=f"{folder}/simulator.sqlite3",
     )
-    sys.path.insert(0, str(ROOT))
     from flask_migrate import upgrade
 
     from tiketq import create_app
@@ -112,7 +107,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder, sync_playwright() as playwright:
         url = serve(folder)
         browser = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium", args=CHROMIUM_FLAGS
+            executable_path=CHROMIUM, args=CHROMIUM_FLAGS
         )
         shots = shoot(browser, url)
         browser.close()
