@@ -167,8 +167,11 @@ class Payment(db.Model):
         data: dict[str, Any] | None,
         notification: Notification | None,
     ) -> None:
-        self.events.append(
+        # Added to the session, not appended to self.events: appending would load the whole
+        # history first, one more query on every change.
+        db.session.add(
             PaymentEvent(
+                payment=self,
                 from_status=self.status,
                 to_status=new,
                 status_detail=detail,

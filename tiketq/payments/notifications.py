@@ -265,8 +265,9 @@ def announce(payment: Payment) -> None:
 
 
 def _seen_before(inbox: Notification) -> bool:
-    return (
-        db.session.scalar(
+    # No autoflush: the inbox row's pending changes go out once, with its outcome, in _close.
+    with db.session.no_autoflush:
+        earlier = db.session.scalar(
             sa.select(sa.func.count())
             .select_from(Notification)
             .where(
@@ -275,8 +276,7 @@ def _seen_before(inbox: Notification) -> bool:
                 Notification.outcome.in_([o.value for o in _SETTLED_OUTCOMES]),
             )
         )
-        > 0
-    )
+    return bool(earlier)
 
 
 def _close(inbox: Notification, outcome: NotificationOutcome, detail: str | None) -> Notification:
