@@ -1,0 +1,39 @@
+-- wrk script: POST Midtrans notifications round-robin from a file of JSON bodies, one per line.
+-- Usage: wrk ... -s benchmarks/notifications.lua URL -- BODIES_FILE WRK_THREADS [PATH]
+-- Prints one "WRK_JSON {...}" line at the end for benchmarks/webhook_load.py to read.
+
+local next_thread = 0
+
+function setup(thread)
+  thread:set("thread_index", next_thread)
+  next_thread = next_thread + 1
+end
+
+function init(args)
+  local path = args[3] or "/payments/webhook"
+  local headers = { ["Content-Type"] = "application/json" }
+  requests = {}
+  for body in io.lines(args[1]) do
+    -- Formatted once here, so request() costs nothing while measuring.
+    requests[#requests + 1] = wrk.format("POST", path, headers, body)
+  end
+  -- Thread k sends bodies k, k+T, k+2T...: together the threads walk the file in its order.
+  position = thread_index
+  stride = tonumber(args[2])
+end
+
+function request()
+  local r = requests[(position % #requests) + 1]
+  position = position + stride
+  return r
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'WRK_JSON {"requests": %d, "duration_us": %d, "p50_us": %d, "p90_us": %d, "p99_us": %d, '
+      .. '"max_us": %d, "non_2xx": %d, "connect_errors": %d, "read_errors": %d, '
+      .. '"write_errors": %d, "timeouts": %d}\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(90),
+    latency:percentile(99), latency.max, e.status, e.connect, e.read, e.write, e.timeout))
+end

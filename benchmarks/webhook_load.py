@@ -1,0 +1,555 @@
+"""Load benchmark of POST /payments/webhook against a bare Flask + psycopg2 baseline.
+
+Run from the project root: .venv/bin/python benchmarks/webhook_load.py [--duration 15]
+[--connections 16] [--payments 500]. Needs PostgreSQL on 127.0.0.1:5432 (user postgres, trust)
+and wrk (apt-get install -y wrk). Exit code 0: targets met; 1: a target or a check missed;
+2: setup error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import random
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import astuple, dataclass, replace
+from pathlib import Path
+
+import psycopg2
+from baseline_app import SCHEMA as BASELINE_SCHEMA
+from baseline_app import SEED as BASELINE_SEED
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+LUA = Path(__file__).resolve().parent / "notifications.lua"
+
+DATABASE = "tiketq_bench"
+ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+BENCH_DSN = f"postgresql://postgres@127.0.0.1:5432/{DATABASE}"
+SERVER_KEY = "SB-Mid-server-BENCH"
+ORDER_PREFIX = "BENCH-"
+
+# The targets the service must meet at 16 connections.
+P99_TARGET_MS = 50.0
+THROUGHPUT_TARGET = 0.70
+
+# The notification mix: 30 % of deliveries repeat an earlier one (Midtrans retries), and one
+# payment in ten is settled before its pending notification arrives.
+DUPLICATE_SHARE = 0.30
+SETTLED_FIRST_SHARE = 0.10
+MIX_SEED = 20261126
+
+# Other work on the machine skews a run: above this share of all CPUs, wait for it, then warn.
+QUIET = 0.10
+
+TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
+
+SERVICE_SEED = """
+TRUNCATE payments, payment_events, notifications, outbox RESTART IDENTITY CASCADE;
+INSERT INTO payments (
+    id, order_id, attempt, gateway_order_id, amount, currency, status, payment_method,
+    snap_token, snap_redirect_url, description, customer, items, expires_at, refunded_amount,
+    request_fingerprint, created_at, updated_at, payment_details, needs_review)
+SELECT gen_random_uuid(), o, 1, o, 150000, 'IDR', 'pending', 'bank_transfer',
+    md5(o), 'http://127.0.0.1:9/snap/v4/redirection/' || md5(o), 'Payment for order ' || o,
+    '{"email": "bench@example.co.id"}',
+    jsonb_build_array(jsonb_build_object('id', o, 'name', 'CGK - DPS', 'price', 150000,
+                                         'quantity', 1)),
+    now() + interval '1 day', 0, encode(sha256(o::bytea), 'hex'), now(), now(), '{}', false
+FROM (SELECT %(prefix)s || lpad(n::text, 6, '0') AS o FROM generate_series(1, %(count)s) n) s;
+-- create_payment records the first event; the webhook loads a payment's events to add one.
+INSERT INTO payment_events (payment_id, to_status, status_detail, source, data, created_at)
+SELECT id, 'pending', 'creating', 'api', '{}', created_at FROM payments;
+ANALYZE payments;
+ANALYZE payment_events;
+"""
+
+VERIFY = """
+WITH settled AS (
+    SELECT DISTINCT order_id FROM notifications WHERE transaction_status = 'settlement'
+)
+SELECT
+    (SELECT count(*) FROM settled),
+    (SELECT count(*) FROM payments p JOIN settled s ON s.order_id = p.gateway_order_id
+     WHERE p.status = 'success'),
+    (SELECT count(*) FROM payments p JOIN settled s ON s.order_id = p.gateway_order_id
+     WHERE (SELECT count(*) FROM outbox o
+            WHERE o.payment_id = p.id AND o.event_type = 'payment.succeeded') = 1),
+    (SELECT count(*) FROM payments p WHERE p.status = 'success'
+     AND p.gateway_order_id NOT IN (SELECT order_id FROM settled)),
+    (SELECT count(*) FROM outbox WHERE event_type = 'payment.succeeded'),
+    (SELECT count(*) FROM notifications WHERE outcome = 'received')
+"""
+
+BUSY_SESSIONS = """
+SELECT count(*) FROM pg_stat_activity
+WHERE datname = %(db)s AND pid <> pg_backend_pid() AND state <> 'idle'
+"""
+
+# The bench database's sessions and the server's own processes (WAL writer, checkpointer...).
+OUR_BACKENDS = """
+SELECT pid FROM pg_stat_activity WHERE datname = %(db)s OR backend_type <> 'client backend'
+"""
+
+OUTCOMES = "SELECT outcome, count(*) FROM notifications GROUP BY outcome ORDER BY 2 DESC"
+
+
+class SetupError(Exception):
+    """The benchmark could not be set up or run; nothing was measured."""
+
+
+@dataclass(frozen=True)
+class Result:
+    """What wrk measured for one server."""
+
+    requests: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    non_2xx: int
+    socket_errors: int
+    # CPU milliseconds per request in gunicorn and in PostgreSQL, from /proc.
+    app_ms: float = 0.0
+    database_ms: float = 0.0
+    # Share of all CPUs that processes outside the benchmark used during the run.
+    others: float = 0.0
+
+    @property
+    def rps(self) -> float:
+        """Requests per second over the measured run."""
+        return self.requests / self.seconds
+
+
+@dataclass(frozen=True)
+class Ticks:
+    """CPU ticks used since boot, split by who used them."""
+
+    busy: int  # the whole machine, in processes
+    total: int  # the whole machine, busy or idle
+    app: int  # gunicorn's master and workers
+    database: int  # the bench database's sessions and PostgreSQL's own processes
+    helpers: int  # wrk and kernel threads
+
+    def __sub__(self, other: Ticks) -> Ticks:
+        """What was used between two readings."""
+        return Ticks(*(a - b for a, b in zip(astuple(self), astuple(other), strict=True)))
+
+
+@dataclass(frozen=True)
+class Check:
+    """The service database after its run."""
+
+    settled: int
+    success: int
+    one_outbox: int
+    success_unsettled: int
+    outbox_rows: int
+    stuck: int
+    outcomes: dict[str, int]
+
+    @property
+    def ok(self) -> bool:
+        """Every settled payment is success with exactly one payment.succeeded, nothing else."""
+        return (
+            self.settled == self.success == self.one_outbox == self.outbox_rows
+            and self.success_unsettled == 0
+            and self.stuck == 0
+        )
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=15, help="seconds per measured run")
+    parser.add_argument("--warmup", type=int, default=3, help="seconds of warm-up per server")
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--wrk-threads", type=int, default=2)
+    parser.add_argument("--payments", type=int, default=500)
+    parser.add_argument("--workers", type=int, default=2, help="GUNICORN_WORKERS")
+    parser.add_argument("--threads", type=int, default=4, help="GUNICORN_THREADS")
+    parser.add_argument(
+        "--wait-quiet", type=int, default=60, help="seconds to wait for other load to stop"
+    )
+    parser.add_argument("--drop", action="store_true", help="drop the bench database at the end")
+    return parser.parse_args(argv)
+
+
+def sql(dsn: str, statement: str, params: dict | None = None, *, fetch: bool = False) -> list:
+    """Run one statement (or a script) in autocommit; return the rows when asked."""
+    # Bounded: a lock held by a stray request fails the run instead of hanging it.
+    options = "-c lock_timeout=10s -c statement_timeout=120s"
+    conn = psycopg2.connect(dsn, connect_timeout=5, options=options)
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(statement, params)
+            return cur.fetchall() if fetch else []
+    finally:
+        conn.close()
+
+
+def create_database(env: dict[str, str]) -> None:
+    """Drop and create the bench database, migrate it, and add the baseline's tables."""
+    sql(ADMIN_DSN, f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+    sql(ADMIN_DSN, f"CREATE DATABASE {DATABASE}")
+    migrate = subprocess.run(
+        [str(BIN / "flask"), "--app", "wsgi", "db", "upgrade"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if migrate.returncode != 0:
+        raise SetupError(f"migrations failed:\n{migrate.stderr[-2000:]}")
+    sql(BENCH_DSN, BASELINE_SCHEMA)
+
+
+def wait_db_idle(timeout: float = 30.0, settle: float = 1.0) -> None:
+    """Wait until no other session on the bench database has been busy for `settle` seconds.
+
+    When wrk stops, gunicorn still answers the requests it had accepted; TRUNCATE takes its
+    tables one by one and would deadlock with one of them.
+    """
+    deadline = time.monotonic() + timeout
+    quiet_since = time.monotonic()
+    while time.monotonic() < deadline:
+        if sql(BENCH_DSN, BUSY_SESSIONS, {"db": DATABASE}, fetch=True)[0][0]:
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since >= settle:
+            return
+        time.sleep(0.1)
+    raise SetupError(f"sessions on {DATABASE} still busy after {timeout:.0f} s")
+
+
+def reseed(seed: str, count: int) -> None:
+    """Put every payment back to pending with no notifications, then flush dirty pages."""
+    wait_db_idle()
+    sql(BENCH_DSN, seed, {"prefix": ORDER_PREFIX, "count": count})
+    # A checkpoint now keeps one from landing in the middle of the measured run.
+    sql(BENCH_DSN, "CHECKPOINT")
+
+
+def signed_body(order_id: str, transaction_status: str) -> str:
+    """A bank-transfer notification as Midtrans sends it, signed with the bench key."""
+    status_code = "201" if transaction_status == "pending" else "200"
+    body = {
+        "transaction_time": "2026-11-26 14:00:00",
+        "transaction_status": transaction_status,
+        "transaction_id": hashlib.md5(order_id.encode()).hexdigest(),
+        "status_message": "midtrans payment notification",
+        "status_code": status_code,
+        "payment_type": "bank_transfer",
+        "order_id": order_id,
+        "merchant_id": "G141532850",
+        "gross_amount": "150000.00",
+        "currency": "IDR",
+        "va_numbers": [{"bank": "bca", "va_number": "12345678901"}],
+        "expiry_time": "2026-11-27 14:00:00",
+    }
+    if transaction_status == "settlement":
+        body["settlement_time"] = "2026-11-26 14:05:00"
+    signed = order_id + status_code + body["gross_amount"] + SERVER_KEY
+    body["signature_key"] = hashlib.sha512(signed.encode()).hexdigest()
+    return json.dumps(body)
+
+
+def notification_mix(count: int, rng: random.Random) -> list[str]:
+    """Each payment's pending and settlement, some out of order, and redeliveries, by time."""
+    timeline: list[tuple[float, str]] = []
+    for n in range(1, count + 1):
+        order_id = f"{ORDER_PREFIX}{n:06d}"
+        pending_at, settled_at = n, n + rng.uniform(2, 40)
+        if rng.random() < SETTLED_FIRST_SHARE:
+            pending_at = settled_at + rng.uniform(1, 20)
+        timeline.append((pending_at, signed_body(order_id, "pending")))
+        timeline.append((settled_at, signed_body(order_id, "settlement")))
+    # Redeliveries come a little after the delivery they repeat, as Midtrans's retries do.
+    extra = round(len(timeline) * DUPLICATE_SHARE / (1 - DUPLICATE_SHARE))
+    repeats = [(at + rng.uniform(1, 30), body) for at, body in rng.choices(timeline, k=extra)]
+    return [body for _, body in sorted(timeline + repeats, key=lambda item: item[0])]
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_healthy(url: str, server: subprocess.Popen, timeout: float = 30.0) -> None:
+    """Poll /health until it answers 200, the server dies, or the time is up."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SetupError(f"gunicorn exited with {server.returncode} before answering")
+        with contextlib.suppress(OSError):
+            with urllib.request.urlopen(f"{url}/health", timeout=1) as response:
+                if response.status == 200:
+                    return
+        time.sleep(0.2)
+    raise SetupError(f"{url}/health did not answer within {timeout:.0f} s")
+
+
+def stop(server: subprocess.Popen) -> None:
+    """Stop gunicorn gracefully (in-flight requests finish), then by force."""
+    if server.poll() is not None:
+        return
+    server.terminate()
+    try:
+        # Longer than gunicorn.conf.py's graceful_timeout.
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def served(app: str, env: dict[str, str], log: Path) -> Iterator[tuple[str, int]]:
+    """Serve app with gunicorn.conf.py on a free port; yield its URL and session id; stop it."""
+    port = free_port()
+    env = {**env, "GUNICORN_BIND": f"127.0.0.1:{port}"}
+    # No worker recycling: max_requests would restart the baseline's workers mid-run, and the
+    # CPU of their database sessions would be lost to the accounting. Logs stay as configured.
+    command = [str(BIN / "gunicorn"), "--config", "gunicorn.conf.py", "--max-requests", "0", app]
+    with log.open("w") as out:
+        # Its own session, so that a stuck gunicorn can be killed with all its workers.
+        server = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_healthy(url, server)
+        yield url, server.pid
+    finally:
+        stop(server)
+
+
+def wrk(url: str, bodies: Path, seconds: int, args: argparse.Namespace) -> Result:
+    """POST the bodies to url/payments/webhook with wrk for `seconds`; return what it measured."""
+    command = ["wrk", f"-t{args.wrk_threads}", f"-c{args.connections}", f"-d{seconds}s"]
+    command += ["--latency", "-s", str(LUA), url, "--", str(bodies), str(args.wrk_threads)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60)
+    line = next((x for x in done.stdout.splitlines() if x.startswith("WRK_JSON ")), None)
+    if done.returncode != 0 or line is None:
+        raise SetupError(f"wrk failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    data = json.loads(line.removeprefix("WRK_JSON "))
+    return Result(
+        requests=data["requests"],
+        seconds=data["duration_us"] / 1e6,
+        p50_ms=data["p50_us"] / 1000,
+        p99_ms=data["p99_us"] / 1000,
+        non_2xx=data["non_2xx"],
+        socket_errors=sum(data[k] for k in ("connect_errors", "read_errors", "write_errors"))
+        + data["timeouts"],
+    )
+
+
+def cpu_times() -> tuple[int, int]:
+    """The machine's (busy in processes, total) CPU ticks since boot."""
+    with open("/proc/stat") as stat:
+        ticks = [int(x) for x in stat.readline().split()[1:9]]
+    # user + nice + system: interrupt time is no process's, and loopback traffic makes plenty.
+    return sum(ticks[:3]), sum(ticks)
+
+
+def busy_share(seconds: float = 1.0) -> float:
+    """The share of all CPUs that processes used over the next `seconds`."""
+    busy_before, total_before = cpu_times()
+    time.sleep(seconds)
+    busy_after, total_after = cpu_times()
+    return (busy_after - busy_before) / max(1, total_after - total_before)
+
+
+def wait_quiet(max_wait: int) -> None:
+    """Wait, at most max_wait seconds, until other processes leave the CPUs alone."""
+    deadline = time.monotonic() + max_wait
+    while busy_share() > QUIET and time.monotonic() < deadline:
+        pass
+
+
+def ticks(session: int) -> Ticks:
+    """CPU ticks used since boot by the machine and by each part of the benchmark."""
+    busy, total = cpu_times()
+    postgres = {pid for (pid,) in sql(BENCH_DSN, OUR_BACKENDS, {"db": DATABASE}, fetch=True)}
+    app = database = kernel = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            # utime and stime, also of reaped children: workers that gunicorn replaced.
+            used = sum(int(x) for x in fields[11:15])
+            if int(fields[3]) == session:
+                app += used
+            elif int(stat.parent.name) in postgres:
+                database += used
+            elif fields[1] == "2":  # a kernel thread: mostly writing back our own WAL
+                kernel += used
+    # wrk has exited and been waited for by then, so it counts among the children.
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wrk_ticks = round((children.ru_utime + children.ru_stime) * TICKS_PER_SECOND)
+    return Ticks(busy, total, app, database, kernel + wrk_ticks)
+
+
+def accounted(result: Result, used: Ticks) -> Result:
+    """The result with the CPU its server and database spent per request, and others' share."""
+    others = used.busy - used.app - used.database - used.helpers
+    return replace(
+        result,
+        app_ms=used.app / TICKS_PER_SECOND * 1000 / max(1, result.requests),
+        database_ms=used.database / TICKS_PER_SECOND * 1000 / max(1, result.requests),
+        others=max(0, others) / max(1, used.total),
+    )
+
+
+def measure(
+    app: str, seed: str, env: dict[str, str], bodies: Path, logs: Path, args: argparse.Namespace
+) -> Result:
+    """Warm a server up, reset its payments to pending, and measure it."""
+    reseed(seed, args.payments)
+    with served(app, env, logs / f"{app.split(':')[0]}.log") as (url, session):
+        wrk(url, bodies, args.warmup, args)
+        reseed(seed, args.payments)
+        wait_quiet(args.wait_quiet)
+        before = ticks(session)
+        result = wrk(url, bodies, args.duration, args)
+        return accounted(result, ticks(session) - before)
+
+
+def verify() -> Check:
+    """Read what the service's run left in its tables."""
+    (row,) = sql(BENCH_DSN, VERIFY, fetch=True)
+    outcomes = dict(sql(BENCH_DSN, OUTCOMES, fetch=True))
+    return Check(*row, outcomes=outcomes)
+
+
+def service_env(args: argparse.Namespace, work: Path) -> dict[str, str]:
+    """The environment both servers (and the migrations) run with."""
+    return {
+        **os.environ,
+        # As `make run` and the Docker image do: metrics shared by the gunicorn workers.
+        "PROMETHEUS_MULTIPROC_DIR": str(work / "prometheus"),
+        "DATABASE_URL": f"postgresql+psycopg2://postgres@127.0.0.1:5432/{DATABASE}",
+        "MIDTRANS_SERVER_KEY": SERVER_KEY,
+        "MIDTRANS_CLIENT_KEY": "SB-Mid-client-BENCH",
+        "MIDTRANS_SIMULATOR": "true",
+        # Nothing here calls Midtrans; the address only keeps the in-app simulator unmounted.
+        "MIDTRANS_BASE_URL": "http://127.0.0.1:9",
+        "GUNICORN_WORKERS": str(args.workers),
+        "GUNICORN_THREADS": str(args.threads),
+    }
+
+
+def print_table(args: argparse.Namespace, count: int, service: Result, baseline: Result) -> None:
+    """What wrk measured, one row per server."""
+    print(
+        f"\nwebhook load: wrk -t{args.wrk_threads} -c{args.connections} -d{args.duration}s, "
+        f"{args.payments} payments ({count} notifications), "
+        f"gunicorn gthread {args.workers} workers x {args.threads} threads"
+    )
+    print(
+        f"{'':10}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'requests':>10}{'non-2xx':>9}"
+        f"{'errors':>8}{'app ms':>8}{'db ms':>7}{'others':>8}"
+    )
+    for name, r in (("service", service), ("baseline", baseline)):
+        print(
+            f"{name:10}{r.rps:9.1f}{r.p50_ms:9.1f}{r.p99_ms:9.1f}{r.requests:10d}"
+            f"{r.non_2xx:9d}{r.socket_errors:8d}"
+            f"{r.app_ms:8.1f}{r.database_ms:7.1f}{r.others:8.0%}"
+        )
+
+
+def judge(service: Result, baseline: Result, check: Check) -> bool:
+    """Print each target and check with its verdict; True if all passed."""
+    ratio = service.rps / baseline.rps
+    verdicts = [
+        (
+            ratio >= THROUGHPUT_TARGET,
+            f"service/baseline throughput {ratio:.1%} (target >= {THROUGHPUT_TARGET:.0%})",
+        ),
+        (
+            service.p99_ms < P99_TARGET_MS,
+            f"service p99 {service.p99_ms:.1f} ms (target < {P99_TARGET_MS:.0f} ms)",
+        ),
+        (
+            service.non_2xx == service.socket_errors == 0,
+            f"service answers: {service.non_2xx} non-2xx, {service.socket_errors} socket errors",
+        ),
+        (
+            check.ok,
+            f"correctness: {check.success}/{check.settled} settled payments are success, "
+            f"{check.one_outbox}/{check.settled} have exactly one payment.succeeded "
+            f"({check.outbox_rows} rows); {check.success_unsettled} success without a "
+            f"settlement, {check.stuck} notifications left 'received'",
+        ),
+    ]
+    for ok, line in verdicts:
+        print(f"{'ok  ' if ok else 'MISS'} {line}")
+    print("service outcomes: " + ", ".join(f"{k} {v}" for k, v in check.outcomes.items()))
+    if max(service.others, baseline.others) > QUIET:
+        print(f"WARNING: other processes took over {QUIET:.0%} of the CPUs; rerun when quiet")
+    return all(ok for ok, _ in verdicts)
+
+
+def run(args: argparse.Namespace, work: Path) -> bool:
+    """Set up, measure the service then the baseline, check the service; True if all passed."""
+    if shutil.which("wrk") is None:
+        raise SetupError("wrk is not installed: apt-get install -y wrk")
+    env = service_env(args, work)
+    create_database(env)
+    bodies = work / "notifications.jsonl"
+    mix = notification_mix(args.payments, random.Random(MIX_SEED))
+    bodies.write_text("\n".join(mix) + "\n")
+    service = measure("wsgi:app", SERVICE_SEED, env, bodies, work, args)
+    check = verify()
+    baseline = measure("benchmarks.baseline_app:app", BASELINE_SEED, env, bodies, work, args)
+    print_table(args, len(mix), service, baseline)
+    return judge(service, baseline, check)
+
+
+def terminated(signum: int, frame: object) -> None:
+    """Turn SIGTERM into an error that unwinds through the blocks that stop gunicorn."""
+    raise SetupError("stopped by SIGTERM")
+
+
+def main(argv: list[str]) -> int:
+    """Run the benchmark; always stop the servers, keep or drop the database as asked."""
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, terminated)
+    work = Path(tempfile.mkdtemp(prefix="webhook_load."))
+    try:
+        passed = run(args, work)
+    except Exception as exc:  # whatever stopped the measurement, it is not a missed target
+        detail = str(exc) if isinstance(exc, SetupError) else traceback.format_exc()
+        print(f"setup error: {detail}\n(gunicorn logs in {work})", file=sys.stderr)
+        return 2
+    finally:
+        cleanup(args.drop)
+    shutil.rmtree(work)
+    return 0 if passed else 1
+
+
+def cleanup(drop: bool) -> None:
+    """Drop the bench database when asked, else say where it is."""
+    if drop:
+        with contextlib.suppress(psycopg2.Error):
+            sql(ADMIN_DSN, f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+            print(f"dropped database {DATABASE}")
+    else:
+        print(f"kept database {DATABASE} ({BENCH_DSN}); --drop removes it")
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
