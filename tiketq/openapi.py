@@ -34,6 +34,7 @@ class NotificationAck(BaseModel):
 
     outcome: NotificationOutcome
     notification_id: int
+    detail: str | None
 
 
 class Health(BaseModel):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -36,6 +37,9 @@ from tiketq.payments.status import (
 
 log = logging.getLogger(__name__)
 
+# PostgreSQL text refuses NUL, and UTF-8 cannot encode a lone UTF-16 surrogate.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
 
 # Changes other services hear about, by the status a payment reaches.
 ANNOUNCED = {
@@ -64,9 +68,8 @@ def receive_notification(
     The row is committed before anything is applied, so a notification that cannot be applied
     now (database trouble, an order we do not know yet) is never lost.
     """
-    inbox = Notification(
-        raw_body=raw.decode("utf-8", errors="replace"), received_at=now or utcnow()
-    )
+    text = _UNSTORABLE.sub("\ufffd", raw.decode("utf-8", errors="replace"))
+    inbox = Notification(raw_body=text, received_at=now or utcnow())
     db.session.add(inbox)
     try:
         body = json.loads(raw)
@@ -74,6 +77,9 @@ def receive_notification(
         body = None
     if not isinstance(body, dict):
         return _close(inbox, NotificationOutcome.MALFORMED, "body is not a JSON object")
+    if _has_unstorable_text(body):
+        # No real notification has these; storing them as fields would fail and make Midtrans retry.
+        return _close(inbox, NotificationOutcome.MALFORMED, "body has a NUL or a lone surrogate")
     inbox.order_id = _clip(body.get("order_id"), 64)
     inbox.transaction_status = _clip(body.get("transaction_status"), 32)
     inbox.status_code = _clip(body.get("status_code"), 8)
@@ -284,6 +290,19 @@ def _close(inbox: Notification, outcome: NotificationOutcome, detail: str | None
     inbox.detail = detail[:255] if detail else None
     db.session.commit()
     return inbox
+
+
+def _has_unstorable_text(body: object) -> bool:
+    pending = [body]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, dict):
+            pending.extend([*value, *value.values()])
+        elif isinstance(value, list):
+            pending.extend(value)
+        elif isinstance(value, str) and _UNSTORABLE.search(value):
+            return True
+    return False
 
 
 def _clip(value: object, length: int) -> str | None:
