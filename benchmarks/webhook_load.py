@@ -1,6 +1,6 @@
 """Load benchmark of POST /payments/webhook against a bare Flask + psycopg2 baseline.
 
-Run from the project root: .venv/bin/python benchmarks/webhook_load.py [--duration 15]
+Run from the project root: .venv/bin/python -m benchmarks.webhook_load [--duration 15]
 [--connections 16] [--payments 500]. Needs PostgreSQL on 127.0.0.1:5432 (user postgres, trust)
 and wrk (apt-get install -y wrk). Exit code 0: targets met; 1: a target or a check missed;
 2: setup error.
@@ -17,23 +17,29 @@ import random
 import resource
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import traceback
-import urllib.request
-from collections.abc import Iterator
 from dataclasses import astuple, dataclass, replace
 from pathlib import Path
 
 import psycopg2
-from baseline_app import SCHEMA as BASELINE_SCHEMA
-from baseline_app import SEED as BASELINE_SEED
 
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
+from benchmarks.baseline_app import SCHEMA as BASELINE_SCHEMA
+from benchmarks.baseline_app import SEED as BASELINE_SEED
+from benchmarks.common import (
+    BIN,
+    QUIET,
+    ROOT,
+    SetupError,
+    cpu_times,
+    served,
+    sql,
+    wait_quiet,
+)
+
 LUA = Path(__file__).resolve().parent / "notifications.lua"
 
 DATABASE = "tiketq_bench"
@@ -51,9 +57,6 @@ THROUGHPUT_TARGET = 0.70
 DUPLICATE_SHARE = 0.30
 SETTLED_FIRST_SHARE = 0.10
 MIX_SEED = 20261126
-
-# Other work on the machine skews a run: above this share of all CPUs, wait for it, then warn.
-QUIET = 0.10
 
 TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
 
@@ -105,10 +108,6 @@ SELECT pid FROM pg_stat_activity WHERE datname = %(db)s OR backend_type <> 'clie
 """
 
 OUTCOMES = "SELECT outcome, count(*) FROM notifications GROUP BY outcome ORDER BY 2 DESC"
-
-
-class SetupError(Exception):
-    """The benchmark could not be set up or run; nothing was measured."""
 
 
 @dataclass(frozen=True)
@@ -185,20 +184,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--drop", action="store_true", help="drop the bench database at the end")
     return parser.parse_args(argv)
-
-
-def sql(dsn: str, statement: str, params: dict | None = None, *, fetch: bool = False) -> list:
-    """Run one statement (or a script) in autocommit; return the rows when asked."""
-    # Bounded: a lock held by a stray request fails the run instead of hanging it.
-    options = "-c lock_timeout=10s -c statement_timeout=120s"
-    conn = psycopg2.connect(dsn, connect_timeout=5, options=options)
-    try:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(statement, params)
-            return cur.fetchall() if fetch else []
-    finally:
-        conn.close()
 
 
 def create_database(env: dict[str, str]) -> None:
@@ -283,61 +268,6 @@ def notification_mix(count: int, rng: random.Random) -> list[str]:
     return [body for _, body in sorted(timeline + repeats, key=lambda item: item[0])]
 
 
-def free_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_healthy(url: str, server: subprocess.Popen, timeout: float = 30.0) -> None:
-    """Poll /health until it answers 200, the server dies, or the time is up."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SetupError(f"gunicorn exited with {server.returncode} before answering")
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(f"{url}/health", timeout=1) as response:
-                if response.status == 200:
-                    return
-        time.sleep(0.2)
-    raise SetupError(f"{url}/health did not answer within {timeout:.0f} s")
-
-
-def stop(server: subprocess.Popen) -> None:
-    """Stop gunicorn gracefully (in-flight requests finish), then by force."""
-    if server.poll() is not None:
-        return
-    server.terminate()
-    try:
-        # Longer than gunicorn.conf.py's graceful_timeout.
-        server.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(server.pid, signal.SIGKILL)
-        server.wait(timeout=10)
-
-
-@contextlib.contextmanager
-def served(app: str, env: dict[str, str], log: Path) -> Iterator[tuple[str, int]]:
-    """Serve app with gunicorn.conf.py on a free port; yield its URL and session id; stop it."""
-    port = free_port()
-    env = {**env, "GUNICORN_BIND": f"127.0.0.1:{port}"}
-    # No worker recycling: max_requests would restart the baseline's workers mid-run, and the
-    # CPU of their database sessions would be lost to the accounting. Logs stay as configured.
-    command = [str(BIN / "gunicorn"), "--config", "gunicorn.conf.py", "--max-requests", "0", app]
-    with log.open("w") as out:
-        # Its own session, so that a stuck gunicorn can be killed with all its workers.
-        server = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_healthy(url, server)
-        yield url, server.pid
-    finally:
-        stop(server)
-
-
 def wrk(url: str, bodies: Path, seconds: int, args: argparse.Namespace) -> Result:
     """POST the bodies to url/payments/webhook with wrk for `seconds`; return what it measured."""
     command = ["wrk", f"-t{args.wrk_threads}", f"-c{args.connections}", f"-d{seconds}s"]
@@ -356,29 +286,6 @@ def wrk(url: str, bodies: Path, seconds: int, args: argparse.Namespace) -> Resul
         socket_errors=sum(data[k] for k in ("connect_errors", "read_errors", "write_errors"))
         + data["timeouts"],
     )
-
-
-def cpu_times() -> tuple[int, int]:
-    """The machine's (busy in processes, total) CPU ticks since boot."""
-    with open("/proc/stat") as stat:
-        ticks = [int(x) for x in stat.readline().split()[1:9]]
-    # user + nice + system: interrupt time is no process's, and loopback traffic makes plenty.
-    return sum(ticks[:3]), sum(ticks)
-
-
-def busy_share(seconds: float = 1.0) -> float:
-    """The share of all CPUs that processes used over the next `seconds`."""
-    busy_before, total_before = cpu_times()
-    time.sleep(seconds)
-    busy_after, total_after = cpu_times()
-    return (busy_after - busy_before) / max(1, total_after - total_before)
-
-
-def wait_quiet(max_wait: int) -> None:
-    """Wait, at most max_wait seconds, until other processes leave the CPUs alone."""
-    deadline = time.monotonic() + max_wait
-    while busy_share() > QUIET and time.monotonic() < deadline:
-        pass
 
 
 def ticks(session: int) -> Ticks:

@@ -1,0 +1,1 @@
+"""Load benchmarks: the service against bare baselines measured in the same run."""

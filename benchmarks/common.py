@@ -1,0 +1,132 @@
+"""What every benchmark and drill needs: free ports, servers run and stopped, a quiet machine."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import psycopg2
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+# Other work on the machine skews a run: above this share of all CPUs, wait for it, then warn.
+QUIET = 0.10
+
+
+class SetupError(Exception):
+    """The benchmark could not be set up or run; nothing was measured."""
+
+
+def sql(dsn: str, statement: str, params: dict | None = None, *, fetch: bool = False) -> list:
+    """Run one statement (or a script) in autocommit; return the rows when asked."""
+    # Bounded: a lock held by a stray request fails the run instead of hanging it.
+    options = "-c lock_timeout=10s -c statement_timeout=120s"
+    conn = psycopg2.connect(dsn, connect_timeout=5, options=options)
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(statement, params)
+            return cur.fetchall() if fetch else []
+    finally:
+        conn.close()
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_healthy(url: str, server: subprocess.Popen, timeout: float = 30.0) -> None:
+    """Poll url until it answers 200, the server dies, or the time is up."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SetupError(f"{server.args[0]} exited with {server.returncode} before answering")
+        with contextlib.suppress(OSError):
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return
+        time.sleep(0.2)
+    raise SetupError(f"{url} did not answer within {timeout:.0f} s")
+
+
+def stop(server: subprocess.Popen, timeout: float = 30.0) -> None:
+    """Stop a server gracefully (in-flight requests finish), then its whole session by force."""
+    if server.poll() is not None:
+        return
+    server.terminate()
+    try:
+        # The default is longer than gunicorn.conf.py's graceful_timeout.
+        server.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def started(
+    command: Sequence[str], env: dict[str, str], log: Path, health_url: str
+) -> Iterator[subprocess.Popen]:
+    """Run a server from the project root until health_url answers; yield it; stop it."""
+    with log.open("w") as out:
+        # Its own session, so that a stuck server can be killed with all its workers.
+        server = subprocess.Popen(
+            list(command),
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_healthy(health_url, server)
+        yield server
+    finally:
+        stop(server)
+
+
+@contextlib.contextmanager
+def served(app: str, env: dict[str, str], log: Path) -> Iterator[tuple[str, int]]:
+    """Serve app with gunicorn.conf.py on a free port; yield its URL and session id; stop it."""
+    port = free_port()
+    env = {**env, "GUNICORN_BIND": f"127.0.0.1:{port}"}
+    # No worker recycling: max_requests would restart workers mid-run, and the CPU of their
+    # database sessions would be lost to the accounting. Logs stay as configured.
+    command = [str(BIN / "gunicorn"), "--config", "gunicorn.conf.py", "--max-requests", "0", app]
+    url = f"http://127.0.0.1:{port}"
+    with started(command, env, log, f"{url}/health") as server:
+        yield url, server.pid
+
+
+def cpu_times() -> tuple[int, int]:
+    """The machine's (busy in processes, total) CPU ticks since boot."""
+    with open("/proc/stat") as stat:
+        ticks = [int(x) for x in stat.readline().split()[1:9]]
+    # user + nice + system: interrupt time is no process's, and loopback traffic makes plenty.
+    return sum(ticks[:3]), sum(ticks)
+
+
+def busy_share(seconds: float = 1.0) -> float:
+    """The share of all CPUs that processes used over the next `seconds`."""
+    busy_before, total_before = cpu_times()
+    time.sleep(seconds)
+    busy_after, total_after = cpu_times()
+    return (busy_after - busy_before) / max(1, total_after - total_before)
+
+
+def wait_quiet(max_wait: int) -> None:
+    """Wait, at most max_wait seconds, until other processes leave the CPUs alone."""
+    deadline = time.monotonic() + max_wait
+    while busy_share() > QUIET and time.monotonic() < deadline:
+        pass
