@@ -1,0 +1,1 @@
+"""Fault drills: the real service under load while things break, then an audit of every rupiah."""

@@ -1,0 +1,287 @@
+"""The real stack for a drill, on loopback: its own PostgreSQL, the simulator, gunicorn, workers.
+
+Each drill gets a throwaway PostgreSQL cluster so that restarting or killing it harms nothing else
+on the machine (the test suite's database included).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from benchmarks.common import BIN, ROOT, SetupError, free_port, started, stop
+
+SERVER_KEY = "SB-Mid-server-DRILL"
+CLIENT_KEY = "SB-Mid-client-DRILL"
+JWT_SECRET = "drill-jwt-secret"
+EVENT_SECRET = "drill-event-secret"
+
+
+def _postgres_bin() -> Path:
+    """The newest PostgreSQL server binaries Debian installed."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+    if not found:
+        raise SetupError("PostgreSQL server binaries not found under /usr/lib/postgresql")
+    return found[-1].parent
+
+
+class Cluster:
+    """A private PostgreSQL cluster on a free loopback port, run as the postgres user."""
+
+    def __init__(self, root: Path) -> None:
+        self.data = root / "pgdata"
+        self.log = root / "postgres.log"
+        self.port = free_port()
+        self.bin = _postgres_bin()
+        self.dsn = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        # PostgreSQL refuses to run as root: run it as the postgres user when we are root.
+        self._as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        self._owner = pwd.getpwnam("postgres") if os.geteuid() == 0 else None
+
+    @property
+    def url(self) -> str:
+        """The SQLAlchemy URL the service connects with."""
+        return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *args: str, timeout: float = 60) -> None:
+        done = subprocess.run(
+            [*self._as, *args], capture_output=True, text=True, timeout=timeout, cwd="/"
+        )
+        if done.returncode != 0:
+            raise SetupError(f"{Path(args[0]).name} failed: {done.stdout}{done.stderr}")
+
+    def create(self) -> None:
+        """initdb with trust auth, then start."""
+        for path in (self.data.parent,):
+            if self._owner:
+                os.chown(path, self._owner.pw_uid, self._owner.pw_gid)
+        self._run(
+            str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres",
+            "--auth=trust", "--no-sync", "-E", "UTF8",
+        )  # fmt: skip
+        self.start()
+
+    def _pg_ctl(self, action: str, *extra: str) -> None:
+        options = f"-p {self.port} -k {self.data.parent} -c listen_addresses=127.0.0.1 -c fsync=on"
+        self._run(
+            str(self.bin / "pg_ctl"), action, "-D", str(self.data), "-l", str(self.log),
+            "-o", options, "-w", "-t", "60", *extra,
+        )  # fmt: skip
+
+    def start(self) -> None:
+        """Start the server and wait until it accepts connections."""
+        self._pg_ctl("start")
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server: fast (sessions rolled back) or immediate (a crash)."""
+        self._pg_ctl("stop", "-m", mode)
+
+    def restart(self, mode: str = "fast", down_seconds: float = 0.0) -> None:
+        """Stop the server, stay down for a while, start it again."""
+        self.stop(mode)
+        if down_seconds:
+            threading.Event().wait(down_seconds)
+        self.start()
+
+    def destroy(self) -> None:
+        """Stop the server if it runs; its files go with the drill's directory."""
+        with contextlib.suppress(SetupError, subprocess.TimeoutExpired):
+            self.stop("immediate")
+
+
+@dataclass
+class Received:
+    """One request the receiver was sent."""
+
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Receiver:
+    """Stands in for the transaction service and an event subscriber; records every request."""
+
+    url: str = ""
+    received: list[Received] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def event_ids(self) -> list[str]:
+        """Subscriber event ids in arrival order, repeats included."""
+        with self.lock:
+            return [r.headers.get("X-TiketQ-Event-Id", "") for r in self.received
+                    if r.path.startswith("/events")]  # fmt: skip
+
+    def confirmations(self) -> list[str]:
+        """Order ids the transaction service was asked to confirm, repeats included."""
+        with self.lock:
+            return [r.path.split("/")[-2] for r in self.received
+                    if r.path.startswith("/transactions/")]  # fmt: skip
+
+
+@contextlib.contextmanager
+def receiver() -> Iterator[Receiver]:
+    """Run a Receiver on a free loopback port that answers every POST with 200."""
+    record = Receiver()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            with record.lock:
+                record.received.append(Received(self.path, dict(self.headers), body))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, format: str, *args: object) -> None:
+            """Quiet: the drill reports what matters."""
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    record.url = f"http://127.0.0.1:{server.server_port}"
+    try:
+        yield record
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@dataclass
+class Stack:
+    """The running pieces of one drill and how to reach them."""
+
+    root: Path
+    cluster: Cluster
+    env: dict[str, str]
+    service_url: str
+    simulator_url: str
+    receiver: Receiver
+    workers: list[subprocess.Popen] = field(default_factory=list)
+
+    def start_worker(self, **env: str) -> subprocess.Popen:
+        """Start one more `flask payments worker`, logging to the drill's directory."""
+        log = (self.root / f"worker{len(self.workers)}.log").open("w")
+        worker = subprocess.Popen(
+            [str(BIN / "flask"), "--app", "wsgi", "payments", "worker"],
+            cwd=ROOT, env={**self.env, **env}, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        self.workers.append(worker)
+        return worker
+
+    def audit(self) -> tuple[int, str]:
+        """Run `flask payments audit` against the drill's database: (violations, its output)."""
+        done = subprocess.run(
+            [str(BIN / "flask"), "--app", "wsgi", "payments", "audit"],
+            cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        last = (done.stdout.strip().splitlines() or ["? violation(s)"])[-1]
+        if done.returncode not in (0, 1) or not last.endswith("violation(s)"):
+            raise SetupError(f"audit failed ({done.returncode}): {done.stderr[-2000:]}")
+        return int(last.split()[0]), done.stdout
+
+    def simulator(self, method: str, path: str, body: object | None = None) -> object:
+        """Call the simulator's control API; return its JSON answer."""
+        return call(method, f"{self.simulator_url}/control{path}", body)[1]
+
+
+def call(
+    method: str, url: str, body: object | None = None, *, headers: dict | None = None,
+    timeout: float = 30,
+) -> tuple[int, object]:  # fmt: skip
+    """One JSON request; (status, parsed body or text), HTTP errors included."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    for name, value in (headers or {}).items():
+        request.add_header(name, value)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            status, raw = response.status, response.read()
+    except urllib.error.HTTPError as error:
+        status, raw = error.code, error.read()
+    try:
+        return status, json.loads(raw)
+    except ValueError:
+        return status, raw.decode(errors="replace")
+
+
+@contextlib.contextmanager
+def stack(
+    *, workers: int = 1, time_scale: float = 0.001, gunicorn_workers: int = 2,
+    gunicorn_threads: int = 4, worker_interval: float = 0.5, keep: bool = False,
+    **extra_env: str,
+) -> Iterator[Stack]:  # fmt: skip
+    """Bring up a private PostgreSQL, the simulator, the service under gunicorn and workers."""
+    root = Path(tempfile.mkdtemp(prefix="drill."))
+    cluster = Cluster(root)
+    try:
+        cluster.create()
+        service_port, simulator_port = free_port(), free_port()
+        service_url = f"http://127.0.0.1:{service_port}"
+        simulator_url = f"http://127.0.0.1:{simulator_port}"
+        with receiver() as record:
+            env = {
+                **os.environ,
+                "DATABASE_URL": cluster.url,
+                "MIDTRANS_SERVER_KEY": SERVER_KEY,
+                "MIDTRANS_CLIENT_KEY": CLIENT_KEY,
+                "MIDTRANS_SIMULATOR": "true",
+                "MIDTRANS_BASE_URL": simulator_url,
+                "TRANSACTION_SERVICE_URL": record.url,
+                "JWT_SECRET": JWT_SECRET,
+                "EVENT_SUBSCRIBER_URLS": f"{record.url}/events",
+                "EVENT_SIGNING_SECRET": EVENT_SECRET,
+                "WORKER_INTERVAL": str(worker_interval),
+                "PROMETHEUS_MULTIPROC_DIR": str(root / "prometheus"),
+                "SECRET_KEY": "drill-secret-key",
+                "GUNICORN_BIND": f"127.0.0.1:{service_port}",
+                "GUNICORN_WORKERS": str(gunicorn_workers),
+                "GUNICORN_THREADS": str(gunicorn_threads),
+                "LOG_LEVEL": "WARNING",
+                **extra_env,
+            }
+            migrate = subprocess.run(
+                [str(BIN / "flask"), "--app", "wsgi", "db", "upgrade"],
+                cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+            )  # fmt: skip
+            if migrate.returncode != 0:
+                raise SetupError(f"migrations failed:\n{migrate.stderr[-2000:]}")
+            simulator_command = [
+                str(BIN / "python"), "-m", "tiketq.gateway.simulator", "--port",
+                str(simulator_port), "--server-key", SERVER_KEY, "--state",
+                str(root / "simulator.sqlite3"), "--notification-url",
+                f"{service_url}/payments/webhook", "--time-scale", str(time_scale),
+            ]  # fmt: skip
+            gunicorn = [str(BIN / "gunicorn"), "--config", "gunicorn.conf.py", "wsgi:app"]
+            with (
+                started(simulator_command, env, root / "simulator.log",
+                        f"{simulator_url}/control/transactions"),
+                started(gunicorn, env, root / "service.log", f"{service_url}/health"),
+            ):  # fmt: skip
+                running = Stack(root, cluster, env, service_url, simulator_url, record)
+                try:
+                    for _ in range(workers):
+                        running.start_worker()
+                    yield running
+                finally:
+                    for worker in running.workers:
+                        stop(worker)
+    finally:
+        cluster.destroy()
+        if not keep:
+            shutil.rmtree(root, ignore_errors=True)
