@@ -24,15 +24,18 @@ _STATUS = {
 @bp.post("/webhook/midtrans")
 def midtrans_notification() -> tuple[Response, int]:
     """Store a Midtrans notification, apply it, and tell Midtrans whether to send it again."""
-    inbox = notifications.receive_notification(
+    receipt = notifications.receive_notification(
         request.get_data(cache=False),
         gateway=current_gateway(),
         confirm_paid=current_app.config["MIDTRANS_CONFIRM_PAID"],
     )
-    outcome = NotificationOutcome(inbox.outcome)
-    WEBHOOK_OUTCOMES.labels(outcome.value).inc()
-    body = {"outcome": outcome.value, "notification_id": inbox.id, "detail": inbox.detail}
-    return jsonify(body), _STATUS.get(outcome, 200)
+    WEBHOOK_OUTCOMES.labels(receipt.outcome.value).inc()
+    body = {
+        "outcome": receipt.outcome.value,
+        "notification_id": receipt.notification_id,
+        "detail": receipt.detail,
+    }
+    return jsonify(body), _STATUS.get(receipt.outcome, 200)
 
 
 @bp.errorhandler(GatewayError)

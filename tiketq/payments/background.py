@@ -28,6 +28,7 @@ from tiketq.payments.models import (
     utcnow,
 )
 from tiketq.payments.notifications import (
+    StoredNotification,
     announce,
     apply_gateway_state,
     apply_notification,
@@ -190,7 +191,9 @@ def reapply_inbox(gateway: Gateway, *, now: datetime | None = None, limit: int =
             inbox.outcome, inbox.detail = NotificationOutcome.MALFORMED, str(exc)[:255]
             db.session.commit()
             continue
-        apply_notification(inbox, notification, gateway=gateway)
+        apply_notification(
+            StoredNotification(inbox.id, inbox.dedupe_key), notification, gateway=gateway
+        )
     return handled
 
 

@@ -136,12 +136,12 @@ class Payment(db.Model):
         source: str,
         detail: str | None = None,
         data: dict[str, Any] | None = None,
-        notification: Notification | None = None,
+        notification_id: int | None = None,
     ) -> None:
         """Move to `new`, recording the change as an event; refuse moves the table forbids."""
         if not can_transition(self.status, new):
             raise InvalidTransition(self.status, new)
-        self._record(new, source=source, detail=detail, data=data, notification=notification)
+        self._record(new, source=source, detail=detail, data=data, notification_id=notification_id)
 
     def annotate(
         self,
@@ -150,12 +150,12 @@ class Payment(db.Model):
         source: str,
         review: bool = False,
         data: dict[str, Any] | None = None,
-        notification: Notification | None = None,
+        notification_id: int | None = None,
     ) -> None:
         """Record a finer truth about the payment without changing its status, as an event."""
         self.needs_review = self.needs_review or review
         self._record(
-            self.status, source=source, detail=detail, data=data, notification=notification
+            self.status, source=source, detail=detail, data=data, notification_id=notification_id
         )
 
     def _record(
@@ -165,7 +165,7 @@ class Payment(db.Model):
         source: str,
         detail: str | None,
         data: dict[str, Any] | None,
-        notification: Notification | None,
+        notification_id: int | None,
     ) -> None:
         # Added to the session, not appended to self.events: appending would load the whole
         # history first, one more query on every change.
@@ -177,7 +177,7 @@ class Payment(db.Model):
                 status_detail=detail,
                 source=source,
                 data=data or {},
-                notification=notification,
+                notification_id=notification_id,
             )
         )
         self.status = new
@@ -206,7 +206,6 @@ class PaymentEvent(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     payment: Mapped[Payment] = relationship(back_populates="events")
-    notification: Mapped[Notification | None] = relationship()
 
 
 class NotificationOutcome(StrEnum):

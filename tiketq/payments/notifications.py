@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import re
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -60,67 +62,84 @@ _SETTLED_OUTCOMES = {
 }
 
 
+@dataclass(frozen=True)
+class StoredNotification:
+    """An inbox row that passed the signature check, as much of it as applying needs."""
+
+    id: int
+    dedupe_key: str | None
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What became of one received notification, as its inbox row now says."""
+
+    notification_id: int
+    outcome: NotificationOutcome
+    detail: str | None
+
+
 def receive_notification(
     raw: bytes, *, gateway: Gateway, confirm_paid: bool = False, now: datetime | None = None
-) -> Notification:
-    """Store a Midtrans notification, then apply it; the stored row says what became of it.
+) -> Receipt:
+    """Store a Midtrans notification, then apply it; the receipt says what became of it.
 
     The row is committed before anything is applied, so a notification that cannot be applied
     now (database trouble, an order we do not know yet) is never lost.
     """
-    text = _UNSTORABLE.sub("\ufffd", raw.decode("utf-8", errors="replace"))
-    inbox = Notification(raw_body=text, received_at=now or utcnow())
-    db.session.add(inbox)
+    row: dict[str, object] = {
+        "raw_body": _UNSTORABLE.sub("\ufffd", raw.decode("utf-8", errors="replace")),
+        "received_at": now or utcnow(),
+    }
     try:
         body = json.loads(raw)
     except (ValueError, RecursionError):
         body = None
     if not isinstance(body, dict):
-        return _close(inbox, NotificationOutcome.MALFORMED, "body is not a JSON object")
+        return _refuse(row, NotificationOutcome.MALFORMED, "body is not a JSON object")
     if _has_unstorable_text(body):
         # No real notification has these; storing them as fields would fail and make Midtrans retry.
-        return _close(inbox, NotificationOutcome.MALFORMED, "body has a NUL or a lone surrogate")
-    inbox.order_id = _clip(body.get("order_id"), 64)
-    inbox.transaction_status = _clip(body.get("transaction_status"), 32)
-    inbox.status_code = _clip(body.get("status_code"), 8)
-    inbox.gross_amount = _clip(body.get("gross_amount"), 32)
+        return _refuse(row, NotificationOutcome.MALFORMED, "body has a NUL or a lone surrogate")
+    row |= {
+        "order_id": _clip(body.get("order_id"), 64),
+        "transaction_status": _clip(body.get("transaction_status"), 32),
+        "status_code": _clip(body.get("status_code"), 8),
+        "gross_amount": _clip(body.get("gross_amount"), 32),
+    }
     try:
         notification = gateway.parse_notification(body)
     except InvalidSignature as exc:
-        log.warning("notification refused: %s", exc, extra={"order_id": inbox.order_id})
-        return _close(inbox, NotificationOutcome.BAD_SIGNATURE, str(exc))
+        log.warning("notification refused: %s", exc, extra={"order_id": row["order_id"]})
+        return _refuse(row, NotificationOutcome.BAD_SIGNATURE, str(exc))
     except InvalidNotification as exc:
-        inbox.signature_ok = True
-        return _close(inbox, NotificationOutcome.MALFORMED, str(exc))
-    inbox.signature_ok = True
-    inbox.dedupe_key = notification.dedupe_key
+        return _refuse(row | {"signature_ok": True}, NotificationOutcome.MALFORMED, str(exc))
+    stored = StoredNotification(
+        _insert(row | {"signature_ok": True, "dedupe_key": notification.dedupe_key}),
+        notification.dedupe_key,
+    )
     db.session.commit()
-    return apply_notification(inbox, notification, gateway=gateway, confirm_paid=confirm_paid)
+    return apply_notification(stored, notification, gateway=gateway, confirm_paid=confirm_paid)
 
 
 def apply_notification(
-    inbox: Notification,
+    stored: StoredNotification,
     notification: GatewayNotification,
     *,
     gateway: Gateway,
     confirm_paid: bool = False,
-) -> Notification:
-    """Apply a stored, verified notification to its payment under a row lock."""
-    payment = db.session.scalar(
-        sa.select(Payment)
-        .where(Payment.gateway_order_id == notification.order_id)
-        .with_for_update()
-    )
+) -> Receipt:
+    """Apply a stored, verified notification to its payment under a row lock, then commit."""
+    payment = db.session.scalar(_LOCK_PAYMENT, {"gateway_order_id": notification.order_id})
     if payment is None:
-        return _close(inbox, NotificationOutcome.UNKNOWN_ORDER, "no payment has this order id yet")
-    inbox.payment_id = payment.id
-    if _seen_before(inbox):
-        return _close(inbox, NotificationOutcome.DUPLICATE, "same notification already handled")
+        return _close(stored, NotificationOutcome.UNKNOWN_ORDER, "no payment has this order id yet")
+    if _seen_before(stored):
+        return _close(
+            stored, NotificationOutcome.DUPLICATE, "same notification already handled", payment
+        )
     if confirm_paid and _means_paid(notification):
         # Midtrans's own recommendation: the status API is the truth before money is booked.
         notification = gateway.parse_notification(gateway.get_status(notification.order_id).raw)
-    outcome, detail = apply_gateway_state(payment, notification, source="webhook", inbox=inbox)
-    inbox.applied_at = utcnow()
+    outcome, detail = apply_gateway_state(payment, notification, source="webhook", inbox=stored)
     log.info(
         "notification %s",
         outcome.value,
@@ -130,7 +149,7 @@ def apply_notification(
             "status": payment.status,
         },
     )
-    return _close(inbox, outcome, detail)
+    return _close(stored, outcome, detail, payment, applied=True)
 
 
 def fetch_gateway_state(payment: Payment, gateway: Gateway) -> GatewayNotification | None:
@@ -150,7 +169,7 @@ def apply_gateway_state(
     notification: GatewayNotification,
     *,
     source: str,
-    inbox: Notification | None = None,
+    inbox: StoredNotification | None = None,
 ) -> tuple[NotificationOutcome, str | None]:
     """Bring a row-locked payment in line with what Midtrans says; the caller commits."""
     target = from_midtrans(notification.transaction_status, notification.fraud_status)
@@ -181,10 +200,10 @@ def _apply(
     notification: GatewayNotification,
     *,
     source: str,
-    inbox: Notification | None,
+    inbox: StoredNotification | None,
 ) -> tuple[NotificationOutcome, str | None]:
     """Decide and make the change one notification asks for; the status table has the last word."""
-    record = {"source": source, "notification": inbox}
+    record: dict[str, Any] = {"source": source, "notification_id": inbox.id if inbox else None}
     if (
         notification.currency not in (None, "IDR")
         or notification.charged_amount() != payment.amount
@@ -225,14 +244,23 @@ def _apply(
             return NotificationOutcome.FLAGGED, "reversed_after_settlement"
         return NotificationOutcome.STALE, f"{payment.status} does not go back to {target.status}"
 
+    _move(payment, target, notification, record)
+    _book_refund(payment, notification)
+    _keep_details(payment, notification)
+    return NotificationOutcome.APPLIED, target.detail
+
+
+def _move(
+    payment: Payment,
+    target: GatewayOutcome,
+    notification: GatewayNotification,
+    record: dict[str, Any],
+) -> None:
     payment.transition_to(target.status, detail=target.detail, **record)
     payment.needs_review = payment.needs_review or target.review
     if target.status is PaymentStatus.SUCCESS:
         payment.paid_at = notification.settled_at or notification.transaction_time or utcnow()
-    _book_refund(payment, notification)
-    _keep_details(payment, notification)
     announce(payment)
-    return NotificationOutcome.APPLIED, target.detail
 
 
 def _book_refund(payment: Payment, notification: GatewayNotification) -> None:
@@ -270,26 +298,67 @@ def announce(payment: Payment) -> None:
     )
 
 
-def _seen_before(inbox: Notification) -> bool:
-    # No autoflush: the inbox row's pending changes go out once, with its outcome, in _close.
-    with db.session.no_autoflush:
-        earlier = db.session.scalar(
-            sa.select(sa.func.count())
-            .select_from(Notification)
-            .where(
-                Notification.dedupe_key == inbox.dedupe_key,
-                Notification.id != inbox.id,
-                Notification.outcome.in_([o.value for o in _SETTLED_OUTCOMES]),
-            )
-        )
-    return bool(earlier)
+# Built once: constructing a statement costs more than running a cached one. The inbox is
+# written with Core statements; the ORM's flush and reload after commit would cost more than the
+# work itself on a row written and read once per request.
+_INBOX = Notification.__table__
+_LOCK_PAYMENT = (
+    sa.select(Payment)
+    .where(Payment.gateway_order_id == sa.bindparam("gateway_order_id"))
+    .with_for_update()
+)
+_EARLIER_DELIVERY = (
+    sa.select(_INBOX.c.id)
+    .where(
+        _INBOX.c.dedupe_key == sa.bindparam("dedupe_key"),
+        _INBOX.c.id != sa.bindparam("notification_id"),
+        _INBOX.c.outcome.in_([o.value for o in _SETTLED_OUTCOMES]),
+    )
+    .limit(1)
+)
+_INSERT_INBOX = sa.insert(_INBOX).returning(_INBOX.c.id)
+_CLOSE_INBOX = sa.update(_INBOX).where(_INBOX.c.id == sa.bindparam("notification_id"))
 
 
-def _close(inbox: Notification, outcome: NotificationOutcome, detail: str | None) -> Notification:
-    inbox.outcome = outcome
-    inbox.detail = detail[:255] if detail else None
+def _seen_before(stored: StoredNotification) -> bool:
+    params = {"dedupe_key": stored.dedupe_key, "notification_id": stored.id}
+    return db.session.execute(_EARLIER_DELIVERY, params).first() is not None
+
+
+def _insert(row: dict[str, object]) -> int:
+    return db.session.execute(_INSERT_INBOX, row).scalar_one()
+
+
+def _refuse(row: dict[str, object], outcome: NotificationOutcome, detail: str) -> Receipt:
+    """Store a notification that cannot be applied, with why, in one statement."""
+    detail = detail[:255]
+    notification_id = _insert(row | {"outcome": outcome.value, "detail": detail})
     db.session.commit()
-    return inbox
+    return Receipt(notification_id, outcome, detail)
+
+
+def _close(
+    stored: StoredNotification,
+    outcome: NotificationOutcome,
+    detail: str | None,
+    payment: Payment | None = None,
+    *,
+    applied: bool = False,
+) -> Receipt:
+    """Write the outcome on the inbox row and commit it with the payment's changes."""
+    detail = detail[:255] if detail else None
+    changes: dict[str, object] = {
+        "notification_id": stored.id,
+        "outcome": outcome.value,
+        "detail": detail,
+    }
+    if payment is not None:
+        changes["payment_id"] = payment.id
+    if applied:
+        changes["applied_at"] = utcnow()
+    db.session.execute(_CLOSE_INBOX, changes)
+    db.session.commit()
+    return Receipt(stored.id, outcome, detail)
 
 
 def _has_unstorable_text(body: object) -> bool:

@@ -1,0 +1,598 @@
+"""Mixed-load benchmark: creates, reads, status checks and notifications against two baselines.
+
+Run from the project root: .venv/bin/python -m benchmarks.mixed_load [--duration 20]
+[--clients 16] [--mix create=10,read=40,status=25,notify=25]. Needs PostgreSQL on
+127.0.0.1:5432 (user postgres, trust). Exit code 0: measured cleanly; 1: unexpected answers or a
+failed check; 2: setup error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import itertools
+import json
+import math
+import multiprocessing
+import os
+import random
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import astuple, dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import psycopg2
+
+from benchmarks.common import (
+    BIN,
+    QUIET,
+    ROOT,
+    SetupError,
+    cpu_times,
+    free_port,
+    served,
+    sql,
+    started,
+    wait_quiet,
+)
+from benchmarks.webhook_load import ORDER_PREFIX, SERVER_KEY, SERVICE_SEED, notification_mix
+
+DATABASE = "tiketq_mixed"
+ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+DSN = f"postgresql://postgres@127.0.0.1:5432/{DATABASE}"
+MIX_SEED = 20261127
+TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
+
+# Endpoint name, how the table labels it, and the statuses a clean run answers with.
+ENDPOINTS = {
+    "create": ("POST /payments", {201}),
+    "read": ("GET /payments/<id>", {200}),
+    "status": ("GET /payments/<id>/status", {200}),
+    "notify": ("POST /payments/webhook", {200}),
+}
+SERVERS = ("service", "flask", "fastapi")
+LABELS = {"service": "service", "flask": "flask baseline", "fastapi": "fastapi baseline"}
+APPS = {"service": "wsgi:app", "flask": "benchmarks.baselines.flask_app:app"}
+FASTAPI_APP = "benchmarks.baselines.fastapi_app:app"
+
+CREATE_BODY = {
+    "amount": 150000,
+    "payment_method": "bank_transfer",
+    "customer_details": {"email": "bench@example.co.id"},
+    "description": "mixed load",
+    "expiry_duration": 1,
+}
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+BUSY_SESSIONS = """
+SELECT count(*) FROM pg_stat_activity
+WHERE datname = %(db)s AND pid <> pg_backend_pid() AND state <> 'idle'
+"""
+# The benchmark database's sessions and PostgreSQL's own processes (WAL writer, checkpointer...).
+OUR_BACKENDS = """
+SELECT pid FROM pg_stat_activity WHERE datname = %(db)s OR backend_type <> 'client backend'
+"""
+AFTER_RUN = """
+SELECT
+    (SELECT count(*) FROM payments WHERE order_id LIKE %(phase)s AND snap_token IS NOT NULL),
+    (SELECT count(*) FROM notifications WHERE outcome <> 'received')
+"""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What every load-generating client of one run shares."""
+
+    url: str
+    phase: str  # in created order ids, so that warm-up and measured creates never collide
+    start: float  # time.monotonic(), the same clock in every process
+    end: float
+    mix: tuple[tuple[str, int], ...]
+    payment_ids: tuple[str, ...]
+    notifications: tuple[str, ...]
+    clients: int
+
+
+@dataclass
+class Tally:
+    """What one endpoint answered during a run."""
+
+    latencies: list[float] = field(default_factory=list)  # seconds, answered requests only
+    statuses: Counter = field(default_factory=Counter)
+    socket_errors: int = 0
+
+    def add(self, other: Tally) -> None:
+        """Merge another client's tally into this one."""
+        self.latencies += other.latencies
+        self.statuses.update(other.statuses)
+        self.socket_errors += other.socket_errors
+
+    def unexpected(self, endpoint: str) -> int:
+        """Answers other than the endpoint's expected ones, socket errors included."""
+        expected = ENDPOINTS[endpoint][1]
+        wrong = sum(n for code, n in self.statuses.items() if code not in expected)
+        return wrong + self.socket_errors
+
+    def percentile(self, share: float) -> float:
+        """The nearest-rank percentile latency in milliseconds (0 without requests)."""
+        if not self.latencies:
+            return 0.0
+        ordered = sorted(self.latencies)
+        return ordered[max(0, math.ceil(share * len(ordered)) - 1)] * 1000
+
+
+@dataclass(frozen=True)
+class Ticks:
+    """CPU ticks used since boot, split by who used them."""
+
+    busy: int  # the whole machine, in processes
+    total: int  # the whole machine, busy or idle
+    app: int  # the server's processes
+    simulator: int
+    database: int  # the benchmark database's sessions and PostgreSQL's own processes
+    helpers: int  # the load generator and kernel threads
+
+    def __sub__(self, other: Ticks) -> Ticks:
+        """What was used between two readings."""
+        return Ticks(*(a - b for a, b in zip(astuple(self), astuple(other), strict=True)))
+
+
+@dataclass(frozen=True)
+class Run:
+    """One server's measured run."""
+
+    seconds: float
+    tallies: dict[str, Tally]
+    used: Ticks
+    created_rows: int  # payments of the run with a Snap token
+    closed_notifications: int
+
+    @property
+    def requests(self) -> int:
+        """Answered requests over all endpoints."""
+        return sum(len(t.latencies) for t in self.tallies.values())
+
+    def total(self) -> Tally:
+        """All endpoints together."""
+        merged = Tally()
+        for tally in self.tallies.values():
+            merged.add(tally)
+        return merged
+
+    def unexpected(self) -> int:
+        """Unexpected answers over all endpoints."""
+        return sum(t.unexpected(e) for e, t in self.tallies.items())
+
+    def checks_ok(self) -> bool:
+        """Every 201 create has its row with a token; every 200 notification was closed."""
+        return (
+            self.created_rows >= self.tallies["create"].statuses[201]
+            and self.closed_notifications >= self.tallies["notify"].statuses[200]
+        )
+
+    def cpu_ms(self, ticks: int) -> float:
+        """CPU milliseconds per answered request."""
+        return ticks / TICKS_PER_SECOND * 1000 / max(1, self.requests)
+
+
+def parse_mix(text: str) -> tuple[tuple[str, int], ...]:
+    """`create=10,read=40,...` as (endpoint, weight) pairs."""
+    mix = []
+    for part in text.split(","):
+        name, _, weight = part.partition("=")
+        if name.strip() not in ENDPOINTS or not weight.strip().isdigit():
+            raise argparse.ArgumentTypeError(f"bad mix entry {part!r}")
+        mix.append((name.strip(), int(weight)))
+    if sum(weight for _, weight in mix) <= 0:
+        raise argparse.ArgumentTypeError("the mix needs a positive weight")
+    return tuple(mix)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=20, help="seconds per measured run")
+    parser.add_argument("--warmup", type=int, default=3, help="seconds of warm-up per server")
+    parser.add_argument("--clients", type=int, default=16, help="concurrent closed-loop clients")
+    parser.add_argument("--processes", type=int, default=2, help="load generator processes")
+    parser.add_argument(
+        "--mix", type=parse_mix, default=parse_mix("create=10,read=40,status=25,notify=25")
+    )
+    parser.add_argument("--payments", type=int, default=500, help="seeded pending payments")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn and uvicorn workers")
+    parser.add_argument("--threads", type=int, default=4, help="GUNICORN_THREADS")
+    parser.add_argument("--refresh-seconds", type=int, default=5, help="STATUS_REFRESH_SECONDS")
+    parser.add_argument(
+        "--servers", default=",".join(SERVERS), help="which of service,flask,fastapi to run"
+    )
+    parser.add_argument(
+        "--wait-quiet", type=int, default=15, help="seconds to wait for other load to stop"
+    )
+    parser.add_argument("--drop", action="store_true", help="drop the database at the end")
+    args = parser.parse_args(argv)
+    args.servers = [s for s in args.servers.split(",") if s]
+    if not args.servers or set(args.servers) - set(SERVERS):
+        parser.error(f"--servers takes some of {','.join(SERVERS)}")
+    return args
+
+
+# The load generator: processes x threads, each thread one keep-alive client in a closed loop.
+
+
+def _request(
+    plan: Plan, endpoint: str, rng: random.Random, notes: Iterator[str], n: int, client: int
+) -> tuple[str, str, str | None]:
+    """(method, path, body) of the client's n-th request, to `endpoint`."""
+    if endpoint == "create":
+        order_id = f"MIX-{plan.phase}-{client:03d}-{n:06d}"
+        items = [{"id": order_id, "name": "CGK - DPS GA-404", "price": 150000, "quantity": 1}]
+        body = {**CREATE_BODY, "order_id": order_id, "item_details": items}
+        return "POST", "/payments", json.dumps(body)
+    if endpoint == "notify":
+        return "POST", "/payments/webhook", next(notes)
+    payment_id = rng.choice(plan.payment_ids)
+    suffix = "/status" if endpoint == "status" else ""
+    return "GET", f"/payments/{payment_id}{suffix}", None
+
+
+def _client(plan: Plan, index: int, out: dict[str, Tally]) -> None:
+    """One closed-loop client: send, wait for the answer, send the next, until the end."""
+    address = urlsplit(plan.url)
+    conn = http.client.HTTPConnection(address.hostname, address.port, timeout=30)
+    rng = random.Random(MIX_SEED + index)
+    names, weights = zip(*plan.mix, strict=True)
+    # Client k sends notifications k, k+C, k+2C...: together the clients walk the stream in order.
+    notes = itertools.cycle(plan.notifications[index :: plan.clients] or plan.notifications)
+    time.sleep(max(0.0, plan.start - time.monotonic()))
+    for n in itertools.count():
+        if time.monotonic() >= plan.end:
+            break
+        endpoint = rng.choices(names, weights)[0]
+        method, path, body = _request(plan, endpoint, rng, notes, n, index)
+        began = time.perf_counter()
+        try:
+            conn.request(method, path, body, JSON_HEADERS if body else {})
+            response = conn.getresponse()
+            response.read()
+            status = response.status
+        except (OSError, http.client.HTTPException):
+            conn.close()
+            status = None
+        elapsed = time.perf_counter() - began
+        if time.monotonic() > plan.end:
+            break  # answered after the end: not part of the measured window
+        tally = out.setdefault(endpoint, Tally())
+        if status is None:
+            tally.socket_errors += 1
+        else:
+            tally.statuses[status] += 1
+            tally.latencies.append(elapsed)
+    conn.close()
+
+
+def _drive(plan: Plan, clients: range) -> dict[str, Tally]:
+    """Run some of the clients as threads of this process; their merged tallies."""
+    outs: list[dict[str, Tally]] = [{} for _ in clients]
+    threads = [
+        threading.Thread(target=_client, args=(plan, index, out))
+        for index, out in zip(clients, outs, strict=True)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    merged: dict[str, Tally] = {endpoint: Tally() for endpoint in ENDPOINTS}
+    for out in outs:
+        for endpoint, tally in out.items():
+            merged[endpoint].add(tally)
+    return merged
+
+
+def generate(plan: Plan, processes: int) -> dict[str, Tally]:
+    """Run plan.clients clients spread over `processes` processes; every endpoint's tally."""
+    groups = [range(p, plan.clients, processes) for p in range(processes)]
+    with multiprocessing.get_context("fork").Pool(processes) as pool:
+        results = pool.starmap(_drive, [(plan, group) for group in groups if group])
+        pool.close()
+        pool.join()
+    merged: dict[str, Tally] = {endpoint: Tally() for endpoint in ENDPOINTS}
+    for result in results:
+        for endpoint, tally in result.items():
+            merged[endpoint].add(tally)
+    return merged
+
+
+def load(
+    url: str, phase: str, seconds: int, stream: tuple[str, ...], args: argparse.Namespace
+) -> dict[str, Tally]:
+    """Load the server at url for `seconds` with the mix over the freshly seeded payments."""
+    ids = tuple(str(row[0]) for row in sql(DSN, "SELECT id FROM payments", fetch=True))
+    # A moment for the processes to fork and connect, so that all start together.
+    start = time.monotonic() + 0.5
+    plan = Plan(url, phase, start, start + seconds, args.mix, ids, stream, args.clients)
+    return generate(plan, args.processes)
+
+
+# Setting up and measuring each server.
+
+
+def create_database(env: dict[str, str]) -> None:
+    """Drop and create the benchmark database and migrate it to head."""
+    sql(ADMIN_DSN, f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+    sql(ADMIN_DSN, f"CREATE DATABASE {DATABASE}")
+    migrate = subprocess.run(
+        [str(BIN / "flask"), "--app", "wsgi", "db", "upgrade"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if migrate.returncode != 0:
+        raise SetupError(f"migrations failed:\n{migrate.stderr[-2000:]}")
+
+
+def wait_db_idle(timeout: float = 30.0, settle: float = 1.0) -> None:
+    """Wait until no other session on the database has been busy for `settle` seconds.
+
+    Servers still finish requests accepted before the load stopped; TRUNCATE would deadlock
+    with one of them.
+    """
+    deadline = time.monotonic() + timeout
+    quiet_since = time.monotonic()
+    while time.monotonic() < deadline:
+        if sql(DSN, BUSY_SESSIONS, {"db": DATABASE}, fetch=True)[0][0]:
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since >= settle:
+            return
+        time.sleep(0.1)
+    raise SetupError(f"sessions on {DATABASE} still busy after {timeout:.0f} s")
+
+
+def reseed(count: int) -> None:
+    """Empty the payment tables and seed `count` pending payments, then flush dirty pages."""
+    wait_db_idle()
+    sql(DSN, SERVICE_SEED, {"prefix": ORDER_PREFIX, "count": count})
+    # A checkpoint now keeps one from landing in the middle of the measured run.
+    sql(DSN, "CHECKPOINT")
+
+
+def base_env(args: argparse.Namespace, work: Path) -> dict[str, str]:
+    """The environment every server (and the migrations) runs with."""
+    return {
+        **os.environ,
+        "PROMETHEUS_MULTIPROC_DIR": str(work / "prometheus"),
+        "DATABASE_URL": f"postgresql+psycopg2://postgres@127.0.0.1:5432/{DATABASE}",
+        "MIDTRANS_SERVER_KEY": SERVER_KEY,
+        "MIDTRANS_CLIENT_KEY": "SB-Mid-client-BENCH",
+        "MIDTRANS_SIMULATOR": "true",
+        # Replaced by each run's own simulator; this only keeps the in-app one unmounted.
+        "MIDTRANS_BASE_URL": "http://127.0.0.1:9",
+        "STATUS_REFRESH_SECONDS": str(args.refresh_seconds),
+        "SECRET_KEY": "mixed-load-benchmark",
+        "GUNICORN_WORKERS": str(args.workers),
+        "GUNICORN_THREADS": str(args.threads),
+    }
+
+
+@contextlib.contextmanager
+def simulator(env: dict[str, str], work: Path, name: str) -> Iterator[tuple[str, int]]:
+    """A fresh Midtrans simulator in its own process; yield its URL and session id."""
+    port = free_port()
+    command = [
+        str(BIN / "python"), "-m", "tiketq.gateway.simulator", "--port", str(port),
+        "--server-key", SERVER_KEY, "--state", str(work / f"{name}-simulator.sqlite3"),
+    ]  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    log = work / f"{name}-simulator.log"
+    with started(command, env, log, f"{url}/control/transactions") as process:
+        yield url, process.pid
+
+
+@contextlib.contextmanager
+def server(name: str, env: dict[str, str], work: Path, workers: int) -> Iterator[tuple[str, int]]:
+    """Serve one of SERVERS; yield its URL and session id."""
+    log = work / f"{name}.log"
+    if name in APPS:
+        with served(APPS[name], env, log) as running:
+            yield running
+        return
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [
+        str(BIN / "uvicorn"), FASTAPI_APP, "--host", "127.0.0.1", "--port", str(port),
+        "--workers", str(workers),
+    ]  # fmt: skip
+    with started(command, env, log, f"{url}/health") as process:
+        yield url, process.pid
+
+
+def ticks(app_session: int, simulator_session: int) -> Ticks:
+    """CPU ticks used since boot by the machine and by each part of the benchmark."""
+    busy, total = cpu_times()
+    postgres = {pid for (pid,) in sql(DSN, OUR_BACKENDS, {"db": DATABASE}, fetch=True)}
+    # The postmaster's reaped children: connections that closed between the two readings (the
+    # FastAPI baseline's SQLAlchemy pool closes its overflow connections after each use).
+    postgres |= _parents(postgres)
+    used = Counter()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            # utime and stime, also of reaped children: workers that a server replaced.
+            spent = sum(int(x) for x in fields[11:15])
+            if int(fields[3]) == app_session:
+                used["app"] += spent
+            elif int(fields[3]) == simulator_session:
+                used["simulator"] += spent
+            elif int(stat.parent.name) in postgres:
+                used["database"] += spent
+            elif fields[1] == "2":  # a kernel thread: mostly writing back our own WAL
+                used["helpers"] += spent
+    # The load generator's processes have been reaped by then, so they count among children.
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    used["helpers"] += round((children.ru_utime + children.ru_stime) * TICKS_PER_SECOND)
+    return Ticks(busy, total, used["app"], used["simulator"], used["database"], used["helpers"])
+
+
+def _parents(pids: set[int]) -> set[int]:
+    """The parent processes of those pids that still run."""
+    parents = set()
+    for pid in pids:
+        with contextlib.suppress(OSError, ValueError):
+            parents.add(int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]))
+    return parents
+
+
+def measure(name: str, env: dict[str, str], work: Path, args: argparse.Namespace) -> Run:
+    """Warm a server up, reseed, wait for quiet, and measure it under the mix."""
+    stream = tuple(notification_mix(args.payments, random.Random(MIX_SEED)))
+    with simulator(env, work, name) as (midtrans, simulator_session):
+        env = {**env, "MIDTRANS_BASE_URL": midtrans}
+        reseed(args.payments)
+        with server(name, env, work, args.workers) as (url, session):
+            load(url, "w", args.warmup, stream, args)
+            reseed(args.payments)
+            wait_quiet(args.wait_quiet)
+            before = ticks(session, simulator_session)
+            tallies = load(url, "m", args.duration, stream, args)
+            used = ticks(session, simulator_session) - before
+            wait_db_idle()
+    created, closed = sql(DSN, AFTER_RUN, {"phase": "MIX-m-%"}, fetch=True)[0]
+    return Run(args.duration, tallies, used, created, closed)
+
+
+# The report.
+
+
+def _row(label: str, tally: Tally, seconds: float, endpoint: str | None) -> str:
+    unexpected = tally.unexpected(endpoint) if endpoint else tally.socket_errors
+    return (
+        f"  {label:26}{len(tally.latencies) / seconds:9.1f}{tally.percentile(0.5):9.1f}"
+        f"{tally.percentile(0.99):9.1f}{len(tally.latencies):10d}{unexpected:12d}"
+    )
+
+
+def _ratio_row(label: str, ours: Tally, theirs: Tally) -> str:
+    cells = [
+        (len(ours.latencies), len(theirs.latencies)),
+        (ours.percentile(0.5), theirs.percentile(0.5)),
+        (ours.percentile(0.99), theirs.percentile(0.99)),
+    ]
+    text = "".join(f"{a / b:8.2f}x" if b else f"{'-':>9}" for a, b in cells)
+    return f"  {label:26}{text}"
+
+
+def print_endpoint(
+    title: str, tallies: dict[str, Tally], runs: dict[str, Run], endpoint: str | None
+) -> None:
+    """One endpoint's table: each server, then the service against each baseline."""
+    print(f"\n{title:28}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'requests':>10}{'unexpected':>12}")
+    for name, tally in tallies.items():
+        print(_row(LABELS[name], tally, runs[name].seconds, endpoint))
+    if "service" in tallies:
+        for name in [name for name in tallies if name != "service"]:
+            print(_ratio_row(f"service/{name}", tallies["service"], tallies[name]))
+
+
+def print_report(args: argparse.Namespace, runs: dict[str, Run]) -> None:
+    """Per-endpoint tables, all endpoints together, CPU, and any unexpected answers."""
+    mix = " ".join(f"{e} {w * 100 / sum(w for _, w in args.mix):.0f}%" for e, w in args.mix)
+    print(
+        f"\nmixed load: {args.clients} closed-loop keep-alive clients ({args.processes} processes),"
+        f" {args.duration} s per server after {args.warmup} s warm-up; mix {mix};"
+        f"\n{args.payments} seeded payments; STATUS_REFRESH_SECONDS={args.refresh_seconds};"
+        f" service and flask: gunicorn gthread {args.workers} workers x {args.threads} threads;"
+        f" fastapi: uvicorn {args.workers} workers; simulator in its own process"
+    )
+    print("ratios: req/s service/baseline (higher is better), p50/p99 (lower is better)")
+    for endpoint, (title, _) in ENDPOINTS.items():
+        tallies = {name: run.tallies[endpoint] for name, run in runs.items()}
+        print_endpoint(f"{title}", tallies, runs, endpoint)
+    print_endpoint("all endpoints", {n: r.total() for n, r in runs.items()}, runs, None)
+    print(f"\n{'CPU ms per request':28}{'app':>9}{'db':>9}{'sim':>9}{'others':>9}")
+    for name, run in runs.items():
+        u = run.used
+        others = max(0, u.busy - u.app - u.simulator - u.database - u.helpers) / max(1, u.total)
+        print(
+            f"  {LABELS[name]:26}{run.cpu_ms(u.app):9.1f}{run.cpu_ms(u.database):9.1f}"
+            f"{run.cpu_ms(u.simulator):9.1f}{others:9.0%}"
+        )
+        if others > QUIET:
+            print(f"  WARNING: other processes took {others:.0%} of the CPUs during {name}")
+
+
+def judge(runs: dict[str, Run]) -> bool:
+    """Print unexpected answers and failed checks; True if the run was clean."""
+    clean = True
+    for name, run in runs.items():
+        for endpoint, tally in run.tallies.items():
+            if tally.unexpected(endpoint):
+                codes = dict(tally.statuses)
+                print(f"UNEXPECTED {name} {endpoint}: {codes}, {tally.socket_errors} socket errors")
+                clean = False
+        if not run.checks_ok():
+            print(
+                f"CHECK FAILED {name}: {run.created_rows} created rows for "
+                f"{run.tallies['create'].statuses[201]} 201s, {run.closed_notifications} closed "
+                f"notifications for {run.tallies['notify'].statuses[200]} 200s"
+            )
+            clean = False
+    if clean:
+        print("clean run: every answer expected, every create and notification stored")
+    return clean
+
+
+def run(args: argparse.Namespace, work: Path) -> bool:
+    """Set up, measure each server in turn, report; True if the run was clean."""
+    env = base_env(args, work)
+    create_database(env)
+    runs = {name: measure(name, env, work, args) for name in args.servers}
+    print_report(args, runs)
+    return judge(runs)
+
+
+def terminated(signum: int, frame: object) -> None:
+    """Turn SIGTERM into an error that unwinds through the blocks that stop the servers."""
+    raise SetupError("stopped by SIGTERM")
+
+
+def cleanup(drop: bool) -> None:
+    """Drop the database when asked, else say where it is."""
+    if drop:
+        with contextlib.suppress(psycopg2.Error):
+            sql(ADMIN_DSN, f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+            print(f"dropped database {DATABASE}")
+    else:
+        print(f"kept database {DATABASE} ({DSN}); --drop removes it")
+
+
+def main(argv: list[str]) -> int:
+    """Run the benchmark; always stop the servers, keep or drop the database as asked."""
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, terminated)
+    work = Path(tempfile.mkdtemp(prefix="mixed_load."))
+    try:
+        clean = run(args, work)
+    except Exception as exc:  # whatever stopped the measurement, it is not a result
+        detail = str(exc) if isinstance(exc, SetupError) else traceback.format_exc()
+        print(f"setup error: {detail}\n(server logs in {work})", file=sys.stderr)
+        return 2
+    finally:
+        cleanup(args.drop)
+    shutil.rmtree(work)
+    return 0 if clean else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
