@@ -242,6 +242,27 @@ def test_refunds_from_midtrans_are_booked(client, payment):
     assert outbox(refunded) == ["payment.refunded", "payment.succeeded"]
 
 
+def test_a_refund_that_overtakes_its_settlement_books_the_payment_then_the_refund(
+    client, payment
+):
+    order = payment.gateway_order_id
+    first = send(client, notification(order, "refund", refund_amount="150000.00"))
+
+    assert first.status_code == 200 and first.get_json()["outcome"] == "applied"
+    refunded = refreshed(payment)
+    assert (refunded.status, refunded.refunded_amount) == ("refunded", 150_000)
+    assert refunded.paid_at is not None
+    assert events(refunded)[-2:] == [
+        ("pending", "success", None, "webhook"),
+        ("success", "refunded", None, "webhook"),
+    ]
+    assert outbox(refunded) == ["payment.refunded", "payment.succeeded"]
+
+    late = send(client, notification(order, "settlement"))
+    assert late.get_json()["outcome"] == "stale"
+    assert refreshed(payment).status == "refunded" and len(events(payment)) == 3
+
+
 def test_an_unknown_order_is_kept_and_applied_when_midtrans_retries(client, order_id):
     early = notification(order_id, "settlement")
     first = send(client, early)

@@ -237,6 +237,11 @@ def _apply(
         _book_refund(payment, notification)
         return NotificationOutcome.APPLIED, target.detail
 
+    if target.status is PaymentStatus.REFUNDED and payment.status in OPEN:
+        # A refund that overtook its settlement (the settlement is being retried) proves the
+        # payment was made: book it first, so history and messages read as if both came in order.
+        _move(payment, GatewayOutcome(PaymentStatus.SUCCESS), notification, record)
+
     if not can_transition(payment.status, target.status):
         if payment.status in PAID and target.status is PaymentStatus.FAILED:
             # Permata, Mandiri bill and Indomaret can rarely reverse a settlement within minutes.
