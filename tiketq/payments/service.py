@@ -87,7 +87,10 @@ def create_payment(
                 raise IdempotencyKeyReused(
                     "Idempotency-Key was already used with a different request body"
                 )
-            return keyed
+            # Without a token the attempt is still in flight or was abandoned by a process that
+            # died mid-call: the order's rules below decide, as for a retry without the key.
+            if keyed.snap_token or keyed.status not in OPEN:
+                return keyed
 
     existing = queries.counted_attempt(new.order_id, lock=True)
     if existing is not None:
@@ -200,6 +203,9 @@ def _reuse_or_end(existing: Payment, new: NewPayment, now: datetime) -> Payment 
         )
     else:
         existing.transition_to(PaymentStatus.FAILED, source="api", detail="create_abandoned")
+    if existing.snap_token is None:
+        # Never usable, as after a failed Snap call: a retry with its key gets the fresh attempt.
+        existing.idempotency_key = None
     db.session.commit()
     return None
 
