@@ -29,7 +29,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         webhooks,
         worker,
     )
-    from tiketq.extensions import db, migrate
+    from tiketq.extensions import db, migrate, release_session
 
     app = Flask(__name__, instance_relative_config=True)
     app.config.from_mapping(config.from_environ(os.environ, app.instance_path))
@@ -44,6 +44,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     logs.init_app(app)
     metrics.init_app(app)
     db.init_app(app)
+    app.teardown_appcontext(release_session)
     migrate.init_app(app, db, directory=os.path.join(os.path.dirname(app.root_path), "migrations"))
     gateway.init_app(app)
     outbound.init_app(app)
