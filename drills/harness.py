@@ -14,14 +14,16 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from benchmarks.common import BIN, ROOT, SetupError, free_port, started, stop
+from benchmarks.common import BIN, ROOT, SetupError, free_port, sql, started, stop
+from drills.report import Check
 
 SERVER_KEY = "SB-Mid-server-DRILL"
 CLIENT_KEY = "SB-Mid-client-DRILL"
@@ -117,6 +119,8 @@ class Receiver:
     url: str = ""
     received: list[Received] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Seconds each request is held before its answer, so that a drill finds deliveries in flight.
+    delay_seconds: float = 0.0
 
     def event_ids(self) -> list[str]:
         """Subscriber event ids in arrival order, repeats included."""
@@ -141,11 +145,15 @@ def receiver() -> Iterator[Receiver]:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             with record.lock:
                 record.received.append(Received(self.path, dict(self.headers), body))
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", "2")
-            self.end_headers()
-            self.wfile.write(b"{}")
+            if record.delay_seconds:
+                time.sleep(record.delay_seconds)
+            # A sender killed while we waited is no error of the receiver's.
+            with contextlib.suppress(ConnectionError):
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
 
         def log_message(self, format: str, *args: object) -> None:
             """Quiet: the drill reports what matters."""
@@ -174,29 +182,57 @@ class Stack:
 
     def start_worker(self, **env: str) -> subprocess.Popen:
         """Start one more `flask payments worker`, logging to the drill's directory."""
-        log = (self.root / f"worker{len(self.workers)}.log").open("w")
-        worker = subprocess.Popen(
-            [str(BIN / "flask"), "--app", "wsgi", "payments", "worker"],
-            cwd=ROOT, env={**self.env, **env}, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
+        # The worker keeps its own copy of the file; ours is closed at once.
+        with (self.root / f"worker{len(self.workers)}.log").open("w") as log:
+            worker = subprocess.Popen(
+                [str(BIN / "flask"), "--app", "wsgi", "payments", "worker"],
+                cwd=ROOT, env={**self.env, **env}, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
         self.workers.append(worker)
         return worker
 
-    def audit(self) -> tuple[int, str]:
-        """Run `flask payments audit` against the drill's database: (violations, its output)."""
+    def audit(self) -> Check:
+        """Run `flask payments audit` against the drill's database; its first violations."""
         done = subprocess.run(
             [str(BIN / "flask"), "--app", "wsgi", "payments", "audit"],
             cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=300,
         )  # fmt: skip
-        last = (done.stdout.strip().splitlines() or ["? violation(s)"])[-1]
-        if done.returncode not in (0, 1) or not last.endswith("violation(s)"):
+        lines = done.stdout.strip().splitlines() or ["? violation(s)"]
+        if done.returncode not in (0, 1) or not lines[-1].endswith("violation(s)"):
             raise SetupError(f"audit failed ({done.returncode}): {done.stderr[-2000:]}")
-        return int(last.split()[0]), done.stdout
+        detail = "; ".join(lines[:3]) if done.returncode else ""
+        return Check(
+            done.returncode == 0, f"audit: {lines[-1]}" + (f": {detail}" if detail else "")
+        )
 
     def simulator(self, method: str, path: str, body: object | None = None) -> object:
         """Call the simulator's control API; return its JSON answer."""
         return call(method, f"{self.simulator_url}/control{path}", body)[1]
+
+    def control(self, method: str, path: str, body: object | None = None) -> object:
+        """Call the simulator's control API and insist that it agreed; return its JSON answer."""
+        status, answer = call(method, f"{self.simulator_url}/control{path}", body, timeout=60)
+        if status >= 300:
+            raise SetupError(f"simulator refused {method} {path}: {status} {answer}")
+        return answer
+
+    def drain_notifications(self, timeout: float) -> bool:
+        """Wait until no simulator notification is due any more, retries included."""
+        deadline = time.monotonic() + timeout
+        while True:
+            # The simulator waits at most a minute per call.
+            wait = min(60.0, max(0.0, deadline - time.monotonic()))
+            status, _ = call("POST", f"{self.simulator_url}/control/notifications/drain",
+                             {"timeout": wait}, timeout=wait + 60)  # fmt: skip
+            if status == 200:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+
+    def query(self, statement: str, params: dict | None = None) -> list:
+        """The rows of one read against the drill's database."""
+        return sql(self.cluster.dsn, statement, params, fetch=True)
 
 
 def call(
@@ -218,6 +254,29 @@ def call(
         return status, json.loads(raw)
     except ValueError:
         return status, raw.decode(errors="replace")
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, interval: float = 0.5) -> bool:
+    """Poll condition until it holds or timeout seconds pass; whether it held."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+    return True
+
+
+def new_payment(order_id: str, amount: int, payment_method: str | None = None) -> dict:
+    """A `POST /payments` body for an order of `amount` rupiah, as the transaction service sends."""
+    body: dict = {
+        "order_id": order_id,
+        "amount": amount,
+        "customer_details": {"email": "drill@example.co.id", "first_name": "Drill"},
+        "item_details": [{"id": order_id, "name": "CGK - DPS", "price": amount, "quantity": 1}],
+    }
+    if payment_method:
+        body["payment_method"] = payment_method
+    return body
 
 
 @contextlib.contextmanager
