@@ -242,9 +242,7 @@ def test_refunds_from_midtrans_are_booked(client, payment):
     assert outbox(refunded) == ["payment.refunded", "payment.succeeded"]
 
 
-def test_a_refund_that_overtakes_its_settlement_books_the_payment_then_the_refund(
-    client, payment
-):
+def test_a_refund_that_overtakes_its_settlement_books_the_payment_then_the_refund(client, payment):
     order = payment.gateway_order_id
     first = send(client, notification(order, "refund", refund_amount="150000.00"))
 
