@@ -25,7 +25,7 @@ from sqlalchemy import event
 from sqlalchemy.exc import SQLAlchemyError
 
 from tiketq.extensions import db
-from tiketq.payments.models import Delivery, OutboxMessage, PaymentEvent, utcnow
+from tiketq.payments.models import Delivery, OutboxMessage, Payment, status_changed, utcnow
 
 bp = Blueprint("metrics", __name__)
 
@@ -130,18 +130,20 @@ def _count_request(response: Response) -> Response:
     return response
 
 
-def _count_event(_mapper: Any, _connection: Any, row: PaymentEvent) -> None:
-    if row.from_status is None:
-        PAYMENTS_CREATED.labels(row.payment.payment_method or "any").inc()
-    elif row.from_status != row.to_status:
-        TRANSITIONS.labels(row.from_status, row.to_status, row.source).inc()
+def _count_created(_mapper: Any, _connection: Any, payment: Payment) -> None:
+    PAYMENTS_CREATED.labels(payment.payment_method or "any").inc()
+
+
+def _count_transition(_payment: Payment, *, from_status: str, to_status: str, source: str) -> None:
+    TRANSITIONS.labels(from_status, to_status, source).inc()
 
 
 def init_app(app: Flask) -> None:
     """Count requests and payment events; serve /metrics when METRICS_ENABLED."""
     app.before_request(_start_timer)
     app.after_request(_count_request)
-    if not event.contains(PaymentEvent, "after_insert", _count_event):
-        event.listen(PaymentEvent, "after_insert", _count_event)
+    if not event.contains(Payment, "after_insert", _count_created):
+        event.listen(Payment, "after_insert", _count_created)
+    status_changed.connect(_count_transition)
     if app.config["METRICS_ENABLED"]:
         app.register_blueprint(bp)

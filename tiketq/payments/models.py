@@ -8,6 +8,7 @@ from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
+from blinker import Namespace
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -15,6 +16,10 @@ from tiketq.extensions import db
 from tiketq.payments.errors import InvalidTransition
 from tiketq.payments.schedule import next_check
 from tiketq.payments.status import OPEN, PAID, PaymentStatus, can_transition
+
+# Sent on every change of a payment's status, for those who count them (metrics) without the
+# domain knowing who listens: (payment, from_status=, to_status=, source=).
+status_changed = Namespace().signal("status-changed")
 
 
 def utcnow() -> datetime:
@@ -167,19 +172,23 @@ class Payment(db.Model):
         data: dict[str, Any] | None,
         notification_id: int | None,
     ) -> None:
-        # Added to the session, not appended to self.events: appending would load the whole
-        # history first, one more query on every change.
-        db.session.add(
-            PaymentEvent(
-                payment=self,
-                from_status=self.status,
-                to_status=new,
-                status_detail=detail,
-                source=source,
-                data=data or {},
-                notification_id=notification_id,
-            )
+        # Inserted, not appended to self.events: appending would load the whole history first,
+        # and the unit of work would track a row that nothing reads back in this transaction.
+        # The payment's row exists already: a new one gets its first event through self.events.
+        append_row(
+            PaymentEvent.__table__,
+            {
+                "payment_id": self.id,
+                "from_status": self.status,
+                "to_status": new,
+                "status_detail": detail,
+                "source": source,
+                "data": data or {},
+                "notification_id": notification_id,
+            },
         )
+        if new != self.status:
+            status_changed.send(self, from_status=self.status, to_status=new, source=source)
         self.status = new
         self.status_detail = detail
         if new not in OPEN:
@@ -336,3 +345,12 @@ class WorkerHeartbeat(db.Model):
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     beat_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     last_round: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
+
+
+def append_row(table: sa.Table, row: dict[str, Any]) -> None:
+    """Insert an append-only row (an event, an outbox message) into the current transaction.
+
+    No autoflush: the payment's pending changes go out once, in one UPDATE, at commit.
+    """
+    with db.session.no_autoflush:
+        db.session.execute(sa.insert(table), row)

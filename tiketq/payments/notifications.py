@@ -26,6 +26,7 @@ from tiketq.payments.models import (
     NotificationOutcome,
     OutboxMessage,
     Payment,
+    append_row,
     utcnow,
 )
 from tiketq.payments.status import (
@@ -280,11 +281,12 @@ def announce(payment: Payment) -> None:
     event_type = ANNOUNCED.get(payment.status)
     if event_type is None:
         return
-    db.session.add(
-        OutboxMessage(
-            payment_id=payment.id,
-            event_type=event_type,
-            payload={
+    append_row(
+        OutboxMessage.__table__,
+        {
+            "payment_id": payment.id,
+            "event_type": event_type,
+            "payload": {
                 "event_type": event_type,
                 "payment_id": str(payment.id),
                 "order_id": payment.order_id,
@@ -299,7 +301,7 @@ def announce(payment: Payment) -> None:
                 "paid_at": payment.paid_at.isoformat() if payment.paid_at else None,
                 "occurred_at": utcnow().isoformat(),
             },
-        )
+        },
     )
 
 

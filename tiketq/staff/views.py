@@ -37,6 +37,13 @@ bp = Blueprint("staff", __name__, url_prefix="/ops")
 # Only routes that ask for a limit have one: the webhook and the JSON API are never limited.
 limiter = Limiter(key_func=get_remote_address, headers_enabled=True)
 
+
+@limiter.request_filter
+def _outside_staff_pages() -> bool:
+    # Flask-Limiter looks at every request of the app; this spares the others its lookups.
+    return request.blueprint != bp.name
+
+
 SEARCH_MAX_LENGTH = 64
 
 
