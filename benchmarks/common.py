@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -11,6 +12,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg2
@@ -130,3 +132,40 @@ def wait_quiet(max_wait: int) -> None:
     deadline = time.monotonic() + max_wait
     while busy_share() > QUIET and time.monotonic() < deadline:
         pass
+
+
+TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class Process:
+    """One process's place and the CPU it used, from /proc/<pid>/stat."""
+
+    pid: int
+    parent: int
+    session: int
+    ticks: int  # user + system, including its reaped children: workers a server replaced
+
+    @property
+    def kernel_thread(self) -> bool:
+        """A kernel thread (kthreadd's child): on a benchmark, mostly writing back our WAL."""
+        return self.parent == 2
+
+
+def processes() -> Iterator[Process]:
+    """Every running process; those that end while being read are skipped."""
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{name}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        used = sum(int(x) for x in fields[11:15])
+        yield Process(int(name), int(fields[1]), int(fields[3]), used)
+
+
+def children_ticks() -> int:
+    """CPU ticks of this process's reaped children (wrk, load generators)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return round((children.ru_utime + children.ru_stime) * TICKS_PER_SECOND)

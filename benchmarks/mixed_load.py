@@ -17,7 +17,6 @@ import math
 import multiprocessing
 import os
 import random
-import resource
 import shutil
 import signal
 import subprocess
@@ -38,9 +37,12 @@ from benchmarks.common import (
     BIN,
     QUIET,
     ROOT,
+    TICKS_PER_SECOND,
     SetupError,
+    children_ticks,
     cpu_times,
     free_port,
+    processes,
     served,
     sql,
     started,
@@ -52,7 +54,6 @@ DATABASE = "tiketq_mixed"
 ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 DSN = f"postgresql://postgres@127.0.0.1:5432/{DATABASE}"
 MIX_SEED = 20261127
-TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
 
 # Endpoint name, how the table labels it, and the statuses a clean run answers with.
 ENDPOINTS = {
@@ -426,32 +427,23 @@ def ticks(app_session: int, simulator_session: int) -> Ticks:
     # FastAPI baseline's SQLAlchemy pool closes its overflow connections after each use).
     postgres |= _parents(postgres)
     used = Counter()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, ValueError):
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            # utime and stime, also of reaped children: workers that a server replaced.
-            spent = sum(int(x) for x in fields[11:15])
-            if int(fields[3]) == app_session:
-                used["app"] += spent
-            elif int(fields[3]) == simulator_session:
-                used["simulator"] += spent
-            elif int(stat.parent.name) in postgres:
-                used["database"] += spent
-            elif fields[1] == "2":  # a kernel thread: mostly writing back our own WAL
-                used["helpers"] += spent
+    for process in processes():
+        if process.session == app_session:
+            used["app"] += process.ticks
+        elif process.session == simulator_session:
+            used["simulator"] += process.ticks
+        elif process.pid in postgres:
+            used["database"] += process.ticks
+        elif process.kernel_thread:
+            used["helpers"] += process.ticks
     # The load generator's processes have been reaped by then, so they count among children.
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    used["helpers"] += round((children.ru_utime + children.ru_stime) * TICKS_PER_SECOND)
+    used["helpers"] += children_ticks()
     return Ticks(busy, total, used["app"], used["simulator"], used["database"], used["helpers"])
 
 
 def _parents(pids: set[int]) -> set[int]:
     """The parent processes of those pids that still run."""
-    parents = set()
-    for pid in pids:
-        with contextlib.suppress(OSError, ValueError):
-            parents.add(int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]))
-    return parents
+    return {process.parent for process in processes() if process.pid in pids}
 
 
 def measure(name: str, env: dict[str, str], work: Path, args: argparse.Namespace) -> Run:

@@ -1,6 +1,29 @@
 -- wrk script: POST Midtrans notifications round-robin from a file of JSON bodies, one per line.
 -- Usage: wrk ... -s benchmarks/notifications.lua URL -- BODIES_FILE WRK_THREADS [PATH]
 -- Prints one "WRK_JSON {...}" line at the end for benchmarks/webhook_load.py to read.
+-- With WRK_INTERVAL_MS set, each thread sends at most one request per interval (a paced load);
+-- latency then counts from when a request is sent, not from its slot (wrk's usual caveat).
+
+local interval = tonumber(os.getenv("WRK_INTERVAL_MS") or "0")
+if interval > 0 then
+  -- wrk decides whether a script paces its requests by finding delay() at the top level.
+  local ffi = require("ffi")
+  ffi.cdef([[
+    typedef struct { long tv_sec; long tv_nsec; } wrk_timespec;
+    int clock_gettime(int clock, wrk_timespec *now);
+  ]])
+  local now = ffi.new("wrk_timespec")
+  local next_slot = 0
+
+  function delay()
+    ffi.C.clock_gettime(1, now) -- CLOCK_MONOTONIC
+    local ms = tonumber(now.tv_sec) * 1000 + tonumber(now.tv_nsec) / 1e6
+    -- The thread's connections share its slots: the next free one, never one in the past.
+    local slot = math.max(next_slot, ms)
+    next_slot = slot + interval
+    return math.floor(slot - ms)
+  end
+end
 
 local next_thread = 0
 
