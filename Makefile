@@ -8,7 +8,7 @@ export PORT
 
 BIN := $(VENV)/bin
 
-.PHONY: run test simulator lint clean
+.PHONY: run test simulator lint clean bench drills
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,17 @@ simulator: $(VENV)/.runtime
 
 test: $(VENV)/.dev
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The load benchmarks and the fault drills (README: "Load benchmarks", "Fault drills"); they need
+# PostgreSQL on 127.0.0.1:5432 and wrk. Each drill runs even if one before it failed.
+bench: $(VENV)/.dev
+	$(BIN)/python -m benchmarks.webhook_load --drop
+	$(BIN)/python -m benchmarks.mixed_load --drop
+
+DRILLS := storm db_restart gateway_faults worker_kill
+
+drills: $(VENV)/.dev
+	@status=0; for drill in $(DRILLS); do $(BIN)/python -m drills.$$drill || status=1; done; exit $$status
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .

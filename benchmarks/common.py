@@ -5,13 +5,16 @@ from __future__ import annotations
 import contextlib
 import os
 import resource
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+import traceback
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +22,8 @@ import psycopg2
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+
+ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 # Other work on the machine skews a run: above this share of all CPUs, wait for it, then warn.
 QUIET = 0.10
@@ -169,3 +174,102 @@ def children_ticks() -> int:
     """CPU ticks of this process's reaped children (wrk, load generators)."""
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     return round((children.ru_utime + children.ru_stime) * TICKS_PER_SECOND)
+
+
+class BenchDatabase:
+    """A benchmark's own database on the local PostgreSQL server, recreated for every run."""
+
+    _BUSY = """
+    SELECT count(*) FROM pg_stat_activity
+    WHERE datname = %(db)s AND pid <> pg_backend_pid() AND state <> 'idle'
+    """
+    # Its sessions and the server's own processes (WAL writer, checkpointer...).
+    _BACKENDS = """
+    SELECT pid FROM pg_stat_activity WHERE datname = %(db)s OR backend_type <> 'client backend'
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.dsn = f"postgresql://postgres@127.0.0.1:5432/{name}"
+        self.url = f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
+
+    def rows(self, statement: str, params: dict | None = None) -> list:
+        """The rows of one statement run against the database."""
+        return sql(self.dsn, statement, params, fetch=True)
+
+    def create(self, env: dict[str, str]) -> None:
+        """Drop and create the database and migrate it to head with the service's migrations."""
+        sql(ADMIN_DSN, f"DROP DATABASE IF EXISTS {self.name} WITH (FORCE)")
+        sql(ADMIN_DSN, f"CREATE DATABASE {self.name}")
+        migrate = subprocess.run(
+            [str(BIN / "flask"), "--app", "wsgi", "db", "upgrade"],
+            cwd=ROOT,
+            env={**env, "DATABASE_URL": self.url},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if migrate.returncode != 0:
+            raise SetupError(f"migrations failed:\n{migrate.stderr[-2000:]}")
+
+    def wait_idle(self, timeout: float = 30.0, settle: float = 1.0) -> None:
+        """Wait until no other session has been busy for `settle` seconds.
+
+        When the load stops, servers still answer the requests they had accepted; TRUNCATE
+        takes its tables one by one and would deadlock with one of them.
+        """
+        deadline = time.monotonic() + timeout
+        quiet_since = time.monotonic()
+        while time.monotonic() < deadline:
+            if self.rows(self._BUSY, {"db": self.name})[0][0]:
+                quiet_since = time.monotonic()
+            elif time.monotonic() - quiet_since >= settle:
+                return
+            time.sleep(0.1)
+        raise SetupError(f"sessions on {self.name} still busy after {timeout:.0f} s")
+
+    def reseed(self, seed: str, params: dict) -> None:
+        """Run a seed script once the database is idle, then flush dirty pages."""
+        self.wait_idle()
+        sql(self.dsn, seed, params)
+        # A checkpoint now keeps one from landing in the middle of the measured run.
+        sql(self.dsn, "CHECKPOINT")
+
+    def backends(self) -> set[int]:
+        """Process ids of the database's sessions and of PostgreSQL's own processes."""
+        return {pid for (pid,) in self.rows(self._BACKENDS, {"db": self.name})}
+
+    def drop(self) -> None:
+        """Drop the database."""
+        sql(ADMIN_DSN, f"DROP DATABASE IF EXISTS {self.name} WITH (FORCE)")
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise SetupError("stopped by SIGTERM")
+
+
+def run_benchmark(
+    name: str, database: BenchDatabase, run: Callable[[Path], bool], *, drop: bool
+) -> int:
+    """Run a benchmark in a work directory: 0 if it passed, 1 if not, 2 if it could not run.
+
+    The servers are always stopped (SIGTERM unwinds through the blocks that stop them); the
+    database is dropped or kept as asked.
+    """
+    signal.signal(signal.SIGTERM, _terminated)
+    work = Path(tempfile.mkdtemp(prefix=f"{name}."))
+    try:
+        passed = run(work)
+    except Exception as exc:  # whatever stopped the measurement, it is not a result
+        detail = str(exc) if isinstance(exc, SetupError) else traceback.format_exc()
+        print(f"setup error: {detail}\n(server logs in {work})", file=sys.stderr)
+        return 2
+    finally:
+        if drop:
+            with contextlib.suppress(psycopg2.Error):
+                database.drop()
+                print(f"dropped database {database.name}")
+        else:
+            print(f"kept database {database.name} ({database.dsn}); --drop removes it")
+    shutil.rmtree(work)
+    return 0 if passed else 1

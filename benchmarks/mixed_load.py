@@ -17,42 +17,32 @@ import math
 import multiprocessing
 import os
 import random
-import shutil
-import signal
-import subprocess
 import sys
-import tempfile
 import threading
 import time
-import traceback
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import astuple, dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import psycopg2
-
 from benchmarks.common import (
     BIN,
     QUIET,
-    ROOT,
     TICKS_PER_SECOND,
-    SetupError,
+    BenchDatabase,
     children_ticks,
     cpu_times,
     free_port,
     processes,
+    run_benchmark,
     served,
-    sql,
     started,
     wait_quiet,
 )
 from benchmarks.webhook_load import ORDER_PREFIX, SERVER_KEY, SERVICE_SEED, notification_mix
 
-DATABASE = "tiketq_mixed"
-ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
-DSN = f"postgresql://postgres@127.0.0.1:5432/{DATABASE}"
+DATABASE = BenchDatabase("tiketq_mixed")
 MIX_SEED = 20261127
 
 # Endpoint name, how the table labels it, and the statuses a clean run answers with.
@@ -76,14 +66,6 @@ CREATE_BODY = {
 }
 JSON_HEADERS = {"Content-Type": "application/json"}
 
-BUSY_SESSIONS = """
-SELECT count(*) FROM pg_stat_activity
-WHERE datname = %(db)s AND pid <> pg_backend_pid() AND state <> 'idle'
-"""
-# The benchmark database's sessions and PostgreSQL's own processes (WAL writer, checkpointer...).
-OUR_BACKENDS = """
-SELECT pid FROM pg_stat_activity WHERE datname = %(db)s OR backend_type <> 'client backend'
-"""
 AFTER_RUN = """
 SELECT
     (SELECT count(*) FROM payments WHERE order_id LIKE %(phase)s AND snap_token IS NOT NULL),
@@ -318,7 +300,7 @@ def load(
     url: str, phase: str, seconds: int, stream: tuple[str, ...], args: argparse.Namespace
 ) -> dict[str, Tally]:
     """Load the server at url for `seconds` with the mix over the freshly seeded payments."""
-    ids = tuple(str(row[0]) for row in sql(DSN, "SELECT id FROM payments", fetch=True))
+    ids = tuple(str(row[0]) for row in DATABASE.rows("SELECT id FROM payments"))
     # A moment for the processes to fork and connect, so that all start together.
     start = time.monotonic() + 0.5
     plan = Plan(url, phase, start, start + seconds, args.mix, ids, stream, args.clients)
@@ -328,45 +310,9 @@ def load(
 # Setting up and measuring each server.
 
 
-def create_database(env: dict[str, str]) -> None:
-    """Drop and create the benchmark database and migrate it to head."""
-    sql(ADMIN_DSN, f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
-    sql(ADMIN_DSN, f"CREATE DATABASE {DATABASE}")
-    migrate = subprocess.run(
-        [str(BIN / "flask"), "--app", "wsgi", "db", "upgrade"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    if migrate.returncode != 0:
-        raise SetupError(f"migrations failed:\n{migrate.stderr[-2000:]}")
-
-
-def wait_db_idle(timeout: float = 30.0, settle: float = 1.0) -> None:
-    """Wait until no other session on the database has been busy for `settle` seconds.
-
-    Servers still finish requests accepted before the load stopped; TRUNCATE would deadlock
-    with one of them.
-    """
-    deadline = time.monotonic() + timeout
-    quiet_since = time.monotonic()
-    while time.monotonic() < deadline:
-        if sql(DSN, BUSY_SESSIONS, {"db": DATABASE}, fetch=True)[0][0]:
-            quiet_since = time.monotonic()
-        elif time.monotonic() - quiet_since >= settle:
-            return
-        time.sleep(0.1)
-    raise SetupError(f"sessions on {DATABASE} still busy after {timeout:.0f} s")
-
-
 def reseed(count: int) -> None:
     """Empty the payment tables and seed `count` pending payments, then flush dirty pages."""
-    wait_db_idle()
-    sql(DSN, SERVICE_SEED, {"prefix": ORDER_PREFIX, "count": count})
-    # A checkpoint now keeps one from landing in the middle of the measured run.
-    sql(DSN, "CHECKPOINT")
+    DATABASE.reseed(SERVICE_SEED, {"prefix": ORDER_PREFIX, "count": count})
 
 
 def base_env(args: argparse.Namespace, work: Path) -> dict[str, str]:
@@ -374,7 +320,7 @@ def base_env(args: argparse.Namespace, work: Path) -> dict[str, str]:
     return {
         **os.environ,
         "PROMETHEUS_MULTIPROC_DIR": str(work / "prometheus"),
-        "DATABASE_URL": f"postgresql+psycopg2://postgres@127.0.0.1:5432/{DATABASE}",
+        "DATABASE_URL": DATABASE.url,
         "MIDTRANS_SERVER_KEY": SERVER_KEY,
         "MIDTRANS_CLIENT_KEY": "SB-Mid-client-BENCH",
         "MIDTRANS_SIMULATOR": "true",
@@ -422,7 +368,7 @@ def server(name: str, env: dict[str, str], work: Path, workers: int) -> Iterator
 def ticks(app_session: int, simulator_session: int) -> Ticks:
     """CPU ticks used since boot by the machine and by each part of the benchmark."""
     busy, total = cpu_times()
-    postgres = {pid for (pid,) in sql(DSN, OUR_BACKENDS, {"db": DATABASE}, fetch=True)}
+    postgres = DATABASE.backends()
     # The postmaster's reaped children: connections that closed between the two readings (the
     # FastAPI baseline's SQLAlchemy pool closes its overflow connections after each use).
     postgres |= _parents(postgres)
@@ -459,8 +405,8 @@ def measure(name: str, env: dict[str, str], work: Path, args: argparse.Namespace
             before = ticks(session, simulator_session)
             tallies = load(url, "m", args.duration, stream, args)
             used = ticks(session, simulator_session) - before
-            wait_db_idle()
-    created, closed = sql(DSN, AFTER_RUN, {"phase": "MIX-m-%"}, fetch=True)[0]
+            DATABASE.wait_idle()
+    created, closed = DATABASE.rows(AFTER_RUN, {"phase": "MIX-m-%"})[0]
     return Run(args.duration, tallies, used, created, closed)
 
 
@@ -548,42 +494,16 @@ def judge(runs: dict[str, Run]) -> bool:
 def run(args: argparse.Namespace, work: Path) -> bool:
     """Set up, measure each server in turn, report; True if the run was clean."""
     env = base_env(args, work)
-    create_database(env)
+    DATABASE.create(env)
     runs = {name: measure(name, env, work, args) for name in args.servers}
     print_report(args, runs)
     return judge(runs)
 
 
-def terminated(signum: int, frame: object) -> None:
-    """Turn SIGTERM into an error that unwinds through the blocks that stop the servers."""
-    raise SetupError("stopped by SIGTERM")
-
-
-def cleanup(drop: bool) -> None:
-    """Drop the database when asked, else say where it is."""
-    if drop:
-        with contextlib.suppress(psycopg2.Error):
-            sql(ADMIN_DSN, f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
-            print(f"dropped database {DATABASE}")
-    else:
-        print(f"kept database {DATABASE} ({DSN}); --drop removes it")
-
-
 def main(argv: list[str]) -> int:
     """Run the benchmark; always stop the servers, keep or drop the database as asked."""
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, terminated)
-    work = Path(tempfile.mkdtemp(prefix="mixed_load."))
-    try:
-        clean = run(args, work)
-    except Exception as exc:  # whatever stopped the measurement, it is not a result
-        detail = str(exc) if isinstance(exc, SetupError) else traceback.format_exc()
-        print(f"setup error: {detail}\n(server logs in {work})", file=sys.stderr)
-        return 2
-    finally:
-        cleanup(args.drop)
-    shutil.rmtree(work)
-    return 0 if clean else 1
+    return run_benchmark("mixed_load", DATABASE, lambda work: run(args, work), drop=args.drop)
 
 
 if __name__ == "__main__":

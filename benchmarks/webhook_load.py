@@ -12,43 +12,33 @@ and wrk (apt-get install -y wrk). Exit code 0: targets met; 1: a target or a che
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import json
 import os
 import random
 import shutil
-import signal
 import subprocess
 import sys
-import tempfile
-import time
-import traceback
 from dataclasses import astuple, dataclass, replace
 from pathlib import Path
 
-import psycopg2
-
 from benchmarks.common import (
-    BIN,
     QUIET,
-    ROOT,
     TICKS_PER_SECOND,
+    BenchDatabase,
     SetupError,
     children_ticks,
     cpu_times,
     processes,
+    run_benchmark,
     served,
-    sql,
     wait_quiet,
 )
 
 BASELINE = "benchmarks.baselines.flask_app:app"
 LUA = Path(__file__).resolve().parent / "notifications.lua"
 
-DATABASE = "tiketq_bench"
-ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
-BENCH_DSN = f"postgresql://postgres@127.0.0.1:5432/{DATABASE}"
+DATABASE = BenchDatabase("tiketq_bench")
 SERVER_KEY = "SB-Mid-server-BENCH"
 ORDER_PREFIX = "BENCH-"
 
@@ -98,16 +88,6 @@ SELECT
      AND p.gateway_order_id NOT IN (SELECT order_id FROM settled)),
     (SELECT count(*) FROM outbox WHERE event_type = 'payment.succeeded'),
     (SELECT count(*) FROM notifications WHERE outcome = 'received')
-"""
-
-BUSY_SESSIONS = """
-SELECT count(*) FROM pg_stat_activity
-WHERE datname = %(db)s AND pid <> pg_backend_pid() AND state <> 'idle'
-"""
-
-# The bench database's sessions and the server's own processes (WAL writer, checkpointer...).
-OUR_BACKENDS = """
-SELECT pid FROM pg_stat_activity WHERE datname = %(db)s OR backend_type <> 'client backend'
 """
 
 OUTCOMES = "SELECT outcome, count(*) FROM notifications GROUP BY outcome ORDER BY 2 DESC"
@@ -193,45 +173,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def create_database(env: dict[str, str]) -> None:
-    """Drop and create the bench database and migrate it."""
-    sql(ADMIN_DSN, f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
-    sql(ADMIN_DSN, f"CREATE DATABASE {DATABASE}")
-    migrate = subprocess.run(
-        [str(BIN / "flask"), "--app", "wsgi", "db", "upgrade"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    if migrate.returncode != 0:
-        raise SetupError(f"migrations failed:\n{migrate.stderr[-2000:]}")
-
-
-def wait_db_idle(timeout: float = 30.0, settle: float = 1.0) -> None:
-    """Wait until no other session on the bench database has been busy for `settle` seconds.
-
-    When wrk stops, gunicorn still answers the requests it had accepted; TRUNCATE takes its
-    tables one by one and would deadlock with one of them.
-    """
-    deadline = time.monotonic() + timeout
-    quiet_since = time.monotonic()
-    while time.monotonic() < deadline:
-        if sql(BENCH_DSN, BUSY_SESSIONS, {"db": DATABASE}, fetch=True)[0][0]:
-            quiet_since = time.monotonic()
-        elif time.monotonic() - quiet_since >= settle:
-            return
-        time.sleep(0.1)
-    raise SetupError(f"sessions on {DATABASE} still busy after {timeout:.0f} s")
-
-
 def reseed(count: int) -> None:
     """Put every payment back to pending with no notifications, then flush dirty pages."""
-    wait_db_idle()
-    sql(BENCH_DSN, SERVICE_SEED, {"prefix": ORDER_PREFIX, "count": count})
-    # A checkpoint now keeps one from landing in the middle of the measured run.
-    sql(BENCH_DSN, "CHECKPOINT")
+    DATABASE.reseed(SERVICE_SEED, {"prefix": ORDER_PREFIX, "count": count})
 
 
 def signed_body(order_id: str, transaction_status: str) -> str:
@@ -298,7 +242,7 @@ def wrk(url: str, bodies: Path, seconds: int, args: argparse.Namespace, rate: in
 def ticks(session: int) -> Ticks:
     """CPU ticks used since boot by the machine and by each part of the benchmark."""
     busy, total = cpu_times()
-    postgres = {pid for (pid,) in sql(BENCH_DSN, OUR_BACKENDS, {"db": DATABASE}, fetch=True)}
+    postgres = DATABASE.backends()
     app = database = helpers = 0
     for process in processes():
         if process.session == session:
@@ -347,15 +291,15 @@ def measure(
             runs.append(accounted(result, ticks(session) - before))
             if not rate:
                 # Requests wrk left in flight when it stopped finish first.
-                wait_db_idle()
+                DATABASE.wait_idle()
                 check = verify()
         return Measured(runs[0], check, runs[1])
 
 
 def verify() -> Check:
     """Read what the service's run left in its tables."""
-    (row,) = sql(BENCH_DSN, VERIFY, fetch=True)
-    outcomes = dict(sql(BENCH_DSN, OUTCOMES, fetch=True))
+    (row,) = DATABASE.rows(VERIFY)
+    outcomes = dict(DATABASE.rows(OUTCOMES))
     return Check(*row, outcomes=outcomes)
 
 
@@ -365,7 +309,7 @@ def service_env(args: argparse.Namespace, work: Path) -> dict[str, str]:
         **os.environ,
         # As `make run` and the Docker image do: metrics shared by the gunicorn workers.
         "PROMETHEUS_MULTIPROC_DIR": str(work / "prometheus"),
-        "DATABASE_URL": f"postgresql+psycopg2://postgres@127.0.0.1:5432/{DATABASE}",
+        "DATABASE_URL": DATABASE.url,
         "MIDTRANS_SERVER_KEY": SERVER_KEY,
         "MIDTRANS_CLIENT_KEY": "SB-Mid-client-BENCH",
         "MIDTRANS_SIMULATOR": "true",
@@ -458,7 +402,7 @@ def run(args: argparse.Namespace, work: Path) -> bool:
     if shutil.which("wrk") is None:
         raise SetupError("wrk is not installed: apt-get install -y wrk")
     env = service_env(args, work)
-    create_database(env)
+    DATABASE.create(env)
     bodies = work / "notifications.jsonl"
     mix = notification_mix(args.payments, random.Random(MIX_SEED))
     bodies.write_text("\n".join(mix) + "\n")
@@ -468,36 +412,10 @@ def run(args: argparse.Namespace, work: Path) -> bool:
     return judge(args, service, base, len(mix))
 
 
-def terminated(signum: int, frame: object) -> None:
-    """Turn SIGTERM into an error that unwinds through the blocks that stop gunicorn."""
-    raise SetupError("stopped by SIGTERM")
-
-
 def main(argv: list[str]) -> int:
     """Run the benchmark; always stop the servers, keep or drop the database as asked."""
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, terminated)
-    work = Path(tempfile.mkdtemp(prefix="webhook_load."))
-    try:
-        passed = run(args, work)
-    except Exception as exc:  # whatever stopped the measurement, it is not a missed target
-        detail = str(exc) if isinstance(exc, SetupError) else traceback.format_exc()
-        print(f"setup error: {detail}\n(gunicorn logs in {work})", file=sys.stderr)
-        return 2
-    finally:
-        cleanup(args.drop)
-    shutil.rmtree(work)
-    return 0 if passed else 1
-
-
-def cleanup(drop: bool) -> None:
-    """Drop the bench database when asked, else say where it is."""
-    if drop:
-        with contextlib.suppress(psycopg2.Error):
-            sql(ADMIN_DSN, f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
-            print(f"dropped database {DATABASE}")
-    else:
-        print(f"kept database {DATABASE} ({BENCH_DSN}); --drop removes it")
+    return run_benchmark("webhook_load", DATABASE, lambda work: run(args, work), drop=args.drop)
 
 
 if __name__ == "__main__":
