@@ -2,10 +2,10 @@
 
 A steady stream of creates runs throughout, as the transaction service sends them: each order
 with its own Idempotency-Key, retried with the same order id and key after a 503 or 504. The drill
-checks that a fault costs the caller a quick 503/504 (never a hung request or gunicorn worker),
-that creates succeed again afterwards, and that every payment row is either the order's live
-attempt or an attempt the service closed as `failed` when Midtrans did not answer, which the retry
-replaced.
+checks that a fault costs the caller a quick 503/504 (never a hung request or gunicorn worker), and
+once the service's circuit breaker has opened, an immediate 503; that creates succeed again
+afterwards; and that every payment row is either the order's live attempt or an attempt the service
+closed as `failed` when Midtrans did not answer, which the retry replaced.
 
     .venv/bin/python -m drills.gateway_faults [--read-timeout 1.5] [--creators 4] ...
 """
@@ -32,7 +32,9 @@ from drills.report import Check, Result, Row, verdict
 NORMAL, SLOW, ERRORS, RECOVERED = "normal", "slow", "500s", "recovered"
 PHASES = (NORMAL, SLOW, ERRORS, RECOVERED)
 # What the service answers a create with while Midtrans is in each phase (README "JSON API").
-EXPECTED = {NORMAL: 201, SLOW: 504, ERRORS: 503, RECOVERED: 201}
+# A create that met Midtrans's fault times out (504) or is refused (503); once the service's
+# circuit breaker has opened, it is refused at once (503) without asking Midtrans.
+EXPECTED = {NORMAL: {201}, SLOW: {504, 503}, ERRORS: {503}, RECOVERED: {201}}
 # What a create whose Snap call failed leaves behind (service.create_payment), by the answer.
 FAILED_DETAIL = {504: "gateway_timeout", 503: "gateway_unavailable"}
 
@@ -51,12 +53,19 @@ class Options:
     read_timeout: float = 1.5
     slow_by: float = 3.0
     margin: float = 2.0
+    breaker_failures: int = 5
+    breaker_seconds: float = 5.0
     keep: bool = False
 
     @property
     def bound(self) -> float:
         """The slowest answer a create or /health may take, fault or not."""
         return self.read_timeout + self.margin
+
+    @property
+    def reopening(self) -> float:
+        """How long after Midtrans recovers an open circuit may still refuse creates."""
+        return self.breaker_seconds + self.read_timeout
 
 
 @dataclass(frozen=True)
@@ -69,6 +78,8 @@ class Answer:
     status: int
     seconds: float
     payment_id: str | None
+    # Seconds between the start of its phase and the start of this create.
+    into_phase: float
 
     @property
     def inside(self) -> bool:
@@ -105,6 +116,7 @@ class Caller:
     url: str
     options: Options
     phase: str = NORMAL
+    phase_started: float = field(default_factory=time.monotonic)
     answers: list[Answer] = field(default_factory=list)
     health: list[tuple[str, int, float]] = field(default_factory=list)
     stopped: threading.Event = field(default_factory=threading.Event)
@@ -113,14 +125,14 @@ class Caller:
 
     def create(self, order_id: str, timeout: float = 60) -> Answer:
         """POST one order with its key, recorded with the phase it started and ended in."""
-        phase = self.phase
+        phase, into_phase = self.phase, time.monotonic() - self.phase_started
         headers = {"Idempotency-Key": _key(order_id)}
         url = f"{self.url}/payments"
         status, body, seconds = timed(
             "POST", url, _order(order_id), headers=headers, timeout=timeout
         )
         payment_id = body.get("id") if status == 201 and isinstance(body, dict) else None
-        answer = Answer(order_id, phase, self.phase, status, seconds, payment_id)
+        answer = Answer(order_id, phase, self.phase, status, seconds, payment_id, into_phase)
         with self.lock:
             self.answers.append(answer)
         return answer
@@ -178,7 +190,7 @@ def drive(s: Stack, options: Options) -> Caller:
     for phase, duration in zip(PHASES, durations, strict=True):
         # The fault first, then the label: a create labelled with a phase met its fault.
         _fault(s, phase, options)
-        caller.phase = phase
+        caller.phase, caller.phase_started = phase, time.monotonic()
         time.sleep(duration)
     caller.stopped.set()
     for thread in threads:
@@ -224,19 +236,40 @@ def phase_rows(caller: Caller) -> list[Row]:
     return rows
 
 
-def _phase_check(caller: Caller, phase: str) -> Check:
+def _phase_check(caller: Caller, phase: str, options: Options) -> Check:
     inside = [a for a in caller.answers if a.phase == phase and a.inside]
-    wrong = Counter(a.status for a in inside if a.status != EXPECTED[phase])
+    if phase == RECOVERED:
+        # The circuit opened during the faults refuses creates until its cooldown ends.
+        inside = [a for a in inside if a.into_phase >= options.reopening]
+    wrong = Counter(a.status for a in inside if a.status not in EXPECTED[phase])
+    expected = " or ".join(str(status) for status in sorted(EXPECTED[phase]))
     line = (
         f"{phase}: {len(inside) - sum(wrong.values())}/{len(inside)} creates inside the phase "
-        f"answered {EXPECTED[phase]}"
+        f"answered {expected}"
+        + (
+            f" (from {options.reopening:.1f} s in, once the circuit closed)"
+            if phase == RECOVERED
+            else ""
+        )
     )
     return Check(bool(inside) and not wrong, line + (f" (others: {dict(wrong)})" if wrong else ""))
 
 
+def _breaker_check(caller: Caller) -> Check:
+    """Once Midtrans was known to be slow, most creates were refused at once, not after a wait."""
+    slow = [a for a in caller.answers if a.phase == SLOW and a.inside]
+    fast = [a for a in slow if a.status == 503 and a.seconds < 0.25]
+    line = (
+        f"circuit breaker: {len(fast)}/{len(slow)} creates in the slow phase refused at once "
+        f"(503 in under 0.25 s) instead of waiting for the read timeout"
+    )
+    return Check(len(fast) * 2 > len(slow), line)
+
+
 def answer_checks(caller: Caller, options: Options) -> list[Check]:
     """Each phase's creates got its expected answer, all quickly; /health never stalled."""
-    checks = [_phase_check(caller, phase) for phase in PHASES]
+    checks = [_phase_check(caller, phase, options) for phase in PHASES]
+    checks.append(_breaker_check(caller))
     during = [a.seconds for a in caller.answers if a.phase in (SLOW, ERRORS)]
     slowest = max((a.seconds for a in caller.answers), default=0)
     line = (
@@ -365,7 +398,12 @@ def worker_hangs(s: Stack) -> Check:
 
 def run(options: Options) -> Result:
     """Bring up a stack, run the phases, and check the answers, the rows and the audit."""
-    env = {"MIDTRANS_READ_TIMEOUT": str(options.read_timeout), "LOG_LEVEL": "ERROR"}
+    env = {
+        "MIDTRANS_READ_TIMEOUT": str(options.read_timeout),
+        "MIDTRANS_BREAKER_FAILURES": str(options.breaker_failures),
+        "MIDTRANS_BREAKER_SECONDS": str(options.breaker_seconds),
+        "LOG_LEVEL": "ERROR",
+    }
     with stack(keep=options.keep, **env) as s:
         caller = drive(s, options)
         checks = answer_checks(caller, options)
@@ -400,6 +438,8 @@ def parse(argv: list[str] | None) -> Options:
         ("read_timeout", "MIDTRANS_READ_TIMEOUT for the service"),
         ("slow_by", "how far past the read timeout Midtrans answers"),
         ("margin", "latency allowed over the read timeout"),
+        ("breaker_failures", "MIDTRANS_BREAKER_FAILURES for the service"),
+        ("breaker_seconds", "MIDTRANS_BREAKER_SECONDS for the service"),
     ):
         default = getattr(defaults, name)
         flag = f"--{name.replace('_', '-')}"

@@ -115,6 +115,9 @@ def app_config(**overrides: Any) -> dict[str, Any]:
         "MIDTRANS_IS_PRODUCTION": False,
         "MIDTRANS_SIMULATOR": True,
         "MIDTRANS_SIMULATOR_IN_APP": False,
+        # The session's app is shared by every test: an open circuit would leak from one test
+        # into the next. The breaker's own tests turn it on.
+        "MIDTRANS_BREAKER_FAILURES": 0,
         **overrides,
     }
 

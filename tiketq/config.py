@@ -140,6 +140,10 @@ def from_environ(env: Mapping[str, str], instance_path: str) -> dict[str, Any]:
         or f"http://127.0.0.1:{port}/payments/webhook",
         "MIDTRANS_CONNECT_TIMEOUT": _float(env, "MIDTRANS_CONNECT_TIMEOUT", 3.05),
         "MIDTRANS_READ_TIMEOUT": _float(env, "MIDTRANS_READ_TIMEOUT", 10.0),
+        # After this many Midtrans timeouts or outages in a row, calls fail at once for a while
+        # (0: never), so that waiting on Midtrans cannot hold every gunicorn thread.
+        "MIDTRANS_BREAKER_FAILURES": _int(env, "MIDTRANS_BREAKER_FAILURES", 5),
+        "MIDTRANS_BREAKER_SECONDS": _float(env, "MIDTRANS_BREAKER_SECONDS", 30.0),
         "MIDTRANS_CONFIRM_PAID": bool(_flag(env, "MIDTRANS_CONFIRM_PAID")),
         "STATUS_REFRESH_SECONDS": _float(env, "STATUS_REFRESH_SECONDS", 5.0),
         "ADMIN_API_KEYS": _list(_secret(env, "ADMIN_API_KEYS")),

@@ -158,6 +158,7 @@ class Gateway(Protocol):
 def init_app(app: Flask) -> None:
     """Create the Midtrans adapter from config and mount the in-app simulator when asked."""
     # Imported here so that importing the port never imports midtransclient.
+    from tiketq.gateway.breaker import CircuitBreaker
     from tiketq.gateway.midtrans import MidtransGateway
 
     config = app.config
@@ -170,13 +171,20 @@ def init_app(app: Flask) -> None:
             state_path=config["MIDTRANS_SIMULATOR_STATE"],
             notification_url=config["MIDTRANS_SIMULATOR_NOTIFICATION_URL"],
         )
-    app.extensions[EXTENSION_KEY] = MidtransGateway(
+    gateway: Gateway = MidtransGateway(
         server_key=config["MIDTRANS_SERVER_KEY"],
         client_key=config["MIDTRANS_CLIENT_KEY"],
         is_production=config["MIDTRANS_IS_PRODUCTION"],
         base_url=config["MIDTRANS_BASE_URL"],
         timeout=(config["MIDTRANS_CONNECT_TIMEOUT"], config["MIDTRANS_READ_TIMEOUT"]),
     )
+    if config["MIDTRANS_BREAKER_FAILURES"] > 0:
+        gateway = CircuitBreaker(
+            gateway,
+            threshold=config["MIDTRANS_BREAKER_FAILURES"],
+            cooldown=config["MIDTRANS_BREAKER_SECONDS"],
+        )
+    app.extensions[EXTENSION_KEY] = gateway
 
 
 def current_gateway() -> Gateway:
