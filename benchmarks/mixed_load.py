@@ -15,7 +15,6 @@ import itertools
 import json
 import math
 import multiprocessing
-import os
 import random
 import sys
 import threading
@@ -40,7 +39,13 @@ from benchmarks.common import (
     started,
     wait_quiet,
 )
-from benchmarks.webhook_load import ORDER_PREFIX, SERVER_KEY, SERVICE_SEED, notification_mix
+from benchmarks.webhook_load import (
+    ORDER_PREFIX,
+    SERVER_KEY,
+    SERVICE_SEED,
+    notification_mix,
+    service_env,
+)
 
 DATABASE = BenchDatabase("tiketq_mixed")
 MIX_SEED = 20261127
@@ -318,18 +323,9 @@ def reseed(count: int) -> None:
 def base_env(args: argparse.Namespace, work: Path) -> dict[str, str]:
     """The environment every server (and the migrations) runs with."""
     return {
-        **os.environ,
-        "PROMETHEUS_MULTIPROC_DIR": str(work / "prometheus"),
-        "DATABASE_URL": DATABASE.url,
-        "MIDTRANS_SERVER_KEY": SERVER_KEY,
-        "MIDTRANS_CLIENT_KEY": "SB-Mid-client-BENCH",
-        "MIDTRANS_SIMULATOR": "true",
-        # Replaced by each run's own simulator; this only keeps the in-app one unmounted.
-        "MIDTRANS_BASE_URL": "http://127.0.0.1:9",
+        **service_env(args, work, DATABASE),
         "STATUS_REFRESH_SECONDS": str(args.refresh_seconds),
         "SECRET_KEY": "mixed-load-benchmark",
-        "GUNICORN_WORKERS": str(args.workers),
-        "GUNICORN_THREADS": str(args.threads),
     }
 
 

@@ -303,17 +303,19 @@ def verify() -> Check:
     return Check(*row, outcomes=outcomes)
 
 
-def service_env(args: argparse.Namespace, work: Path) -> dict[str, str]:
-    """The environment both servers (and the migrations) run with."""
+def service_env(
+    args: argparse.Namespace, work: Path, database: BenchDatabase = DATABASE
+) -> dict[str, str]:
+    """The environment the servers (and the migrations) run with, on `database`."""
     return {
         **os.environ,
         # As `make run` and the Docker image do: metrics shared by the gunicorn workers.
         "PROMETHEUS_MULTIPROC_DIR": str(work / "prometheus"),
-        "DATABASE_URL": DATABASE.url,
+        "DATABASE_URL": database.url,
         "MIDTRANS_SERVER_KEY": SERVER_KEY,
         "MIDTRANS_CLIENT_KEY": "SB-Mid-client-BENCH",
         "MIDTRANS_SIMULATOR": "true",
-        # Nothing here calls Midtrans; the address only keeps the in-app simulator unmounted.
+        # Only keeps the in-app simulator unmounted: no Midtrans, or one of the run's own.
         "MIDTRANS_BASE_URL": "http://127.0.0.1:9",
         "GUNICORN_WORKERS": str(args.workers),
         "GUNICORN_THREADS": str(args.threads),

@@ -12,7 +12,6 @@ crash with recovery. Nothing restarts the service: it has to recover by itself.
 
 from __future__ import annotations
 
-import argparse
 import queue
 import threading
 import time
@@ -20,8 +19,9 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from drills.cli import run_drill
 from drills.harness import Stack, call, new_payment, stack, wait_until
-from drills.report import Check, Result, verdict
+from drills.report import Check, Result
 
 # What each paid payment is told by the simulator, and the status that must follow.
 OUTCOMES = (
@@ -327,42 +327,20 @@ def _confirmations(s: Stack, load: Load, arrived: bool) -> Check:
     )
 
 
+HELP = {
+    "clients": "concurrent clients creating payments",
+    "seconds": "load duration",
+    "restarts": "comma-separated pg_ctl stop modes: fast, immediate",
+    "down": "seconds the database stays down each time",
+    "time_scale": "the simulator's retry schedule multiplier",
+    "retry_for": "seconds a client keeps asking again for one order",
+    "patience": "how long to wait for retries and deliveries to settle",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Parse options, run the drill, print the verdict; the exit code."""
-    parser = argparse.ArgumentParser(
-        prog="python -m drills.db_restart",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    defaults = Options()
-    parser.add_argument("--clients", type=int, default=defaults.clients)
-    parser.add_argument("--seconds", type=float, default=defaults.seconds, help="load duration")
-    parser.add_argument(
-        "--restarts",
-        default=",".join(defaults.restarts),
-        help="comma-separated pg_ctl stop modes: fast, immediate",
-    )
-    parser.add_argument(
-        "--down",
-        type=float,
-        default=defaults.down,
-        help="seconds the database stays down each time",
-    )
-    parser.add_argument(
-        "--time-scale",
-        type=float,
-        default=defaults.time_scale,
-        help="the simulator's retry schedule multiplier",
-    )
-    parser.add_argument(
-        "--patience",
-        type=float,
-        default=defaults.patience,
-        help="how long to wait for retries and deliveries to settle",
-    )
-    args = parser.parse_args(argv)
-    options = Options(**{**vars(args), "restarts": tuple(args.restarts.split(","))})
-    return verdict(lambda: run(options))
+    """Run the drill from the command line: exit 0, 1 (a check failed) or 2 (no stack)."""
+    return run_drill("drills.db_restart", __doc__ or "", Options, run, HELP, argv)
 
 
 if __name__ == "__main__":

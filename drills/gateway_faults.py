@@ -12,7 +12,6 @@ closed as `failed` when Midtrans did not answer, which the retry replaced.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import sys
 import threading
@@ -25,9 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-from benchmarks.common import sql
+from drills.cli import run_drill
 from drills.harness import Stack, call, new_payment, stack
-from drills.report import Check, Result, Row, verdict
+from drills.report import Check, Result, Row
 
 NORMAL, SLOW, ERRORS, RECOVERED = "normal", "slow", "500s", "recovered"
 PHASES = (NORMAL, SLOW, ERRORS, RECOVERED)
@@ -174,7 +173,7 @@ def _fault(s: Stack, phase: str, options: Options) -> None:
     elif phase == ERRORS:
         s.simulator("POST", "/faults", {"status": 500})
     else:
-        call("DELETE", f"{s.simulator_url}/control/faults")
+        s.simulator("DELETE", "/faults")
 
 
 def drive(s: Stack, options: Options) -> Caller:
@@ -246,12 +245,9 @@ def _phase_check(caller: Caller, phase: str, options: Options) -> Check:
     line = (
         f"{phase}: {len(inside) - sum(wrong.values())}/{len(inside)} creates inside the phase "
         f"answered {expected}"
-        + (
-            f" (from {options.reopening:.1f} s in, once the circuit closed)"
-            if phase == RECOVERED
-            else ""
-        )
     )
+    if phase == RECOVERED:
+        line += f" (from {options.reopening:.1f} s in, once the circuit closed)"
     return Check(bool(inside) and not wrong, line + (f" (others: {dict(wrong)})" if wrong else ""))
 
 
@@ -302,12 +298,10 @@ class Attempt(NamedTuple):
 
 
 def _attempts(s: Stack) -> dict[str, list[Attempt]]:
-    rows = sql(
-        s.cluster.dsn,
+    rows = s.query(
         "SELECT order_id, gateway_order_id, id::text, status, status_detail,"
         " snap_token IS NOT NULL, next_check_at IS NOT NULL, idempotency_key"
-        " FROM payments ORDER BY order_id, attempt",
-        fetch=True,
+        " FROM payments ORDER BY order_id, attempt"
     )
     by_order: dict[str, list[Attempt]] = defaultdict(list)
     for row in rows:
@@ -385,7 +379,7 @@ def orphan_row(s: Stack, failed: list[Attempt]) -> Row:
 
 def silence_check(s: Stack) -> Check:
     """A failed create announces nothing: its caller got the error, and a retry may succeed."""
-    (messages,) = sql(s.cluster.dsn, "SELECT count(*) FROM outbox", fetch=True)[0]
+    (messages,) = s.query("SELECT count(*) FROM outbox")[0]
     return Check(messages == 0, f"outbox: {messages} messages for the failed attempts")
 
 
@@ -419,41 +413,26 @@ def run(options: Options) -> Result:
     return Result("Gateway faults drill", rows, checks)
 
 
-def parse(argv: list[str] | None) -> Options:
-    """Options from the command line; defaults take about a minute and a half."""
-    defaults = Options()
-    parser = argparse.ArgumentParser(
-        prog="python -m drills.gateway_faults",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    for name, help_text in (
-        ("creators", "concurrent callers creating orders"),
-        ("interval", "seconds between one caller's creates"),
-        ("retry_after", "seconds before a caller retries a 503/504"),
-        ("normal", "seconds before the fault"),
-        ("slow", "seconds Midtrans answers read_timeout + slow_by late"),
-        ("errors", "seconds Midtrans answers HTTP 500"),
-        ("recovered", "seconds after the faults are cleared"),
-        ("read_timeout", "MIDTRANS_READ_TIMEOUT for the service"),
-        ("slow_by", "how far past the read timeout Midtrans answers"),
-        ("margin", "latency allowed over the read timeout"),
-        ("breaker_failures", "MIDTRANS_BREAKER_FAILURES for the service"),
-        ("breaker_seconds", "MIDTRANS_BREAKER_SECONDS for the service"),
-    ):
-        default = getattr(defaults, name)
-        flag = f"--{name.replace('_', '-')}"
-        parser.add_argument(
-            flag, type=type(default), default=default, help=f"{help_text} (%(default)s)"
-        )
-    parser.add_argument("--keep", action="store_true", help="keep the drill's directory and logs")
-    return Options(**vars(parser.parse_args(argv)))
+HELP = {
+    "creators": "concurrent callers creating orders",
+    "interval": "seconds between one caller's creates",
+    "retry_after": "seconds before a caller retries a 503/504",
+    "normal": "seconds before the fault",
+    "slow": "seconds Midtrans answers read_timeout + slow_by late",
+    "errors": "seconds Midtrans answers HTTP 500",
+    "recovered": "seconds after the faults are cleared",
+    "read_timeout": "MIDTRANS_READ_TIMEOUT for the service",
+    "slow_by": "how far past the read timeout Midtrans answers",
+    "margin": "latency allowed over the read timeout",
+    "breaker_failures": "MIDTRANS_BREAKER_FAILURES for the service",
+    "breaker_seconds": "MIDTRANS_BREAKER_SECONDS for the service",
+    "keep": "keep the drill's directory and logs",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the drill; exit 0 if every check passed, 1 if not, 2 if it could not run."""
-    options = parse(argv)
-    return verdict(lambda: run(options))
+    """Run the drill from the command line: exit 0, 1 (a check failed) or 2 (no stack)."""
+    return run_drill("drills.gateway_faults", __doc__ or "", Options, run, HELP, argv)
 
 
 if __name__ == "__main__":

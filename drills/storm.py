@@ -12,7 +12,6 @@ last word: one more replay of every transaction's current state, as its retries 
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import time
@@ -20,8 +19,9 @@ from collections import Counter, defaultdict
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
+from drills.cli import run_drill
 from drills.harness import Stack, call, new_payment, stack, wait_until
-from drills.report import Check, Result, verdict
+from drills.report import Check, Result
 
 # Simulator calls made at once; more only queue behind its single SQLite writer.
 DRIVERS = 8
@@ -279,39 +279,19 @@ def _confirmations(s: Stack, payments: list[Payment], arrived: bool) -> Check:
     )
 
 
+HELP = {
+    "payments": "payments created, spread over the plans",
+    "parallel": "copies of each body the drill posts at once",
+    "duplicates": "extra copies the simulator sends of each notification (0-10)",
+    "seconds": "how long to wait for deliveries to settle",
+    "senders": "the drill's concurrent requests",
+    "seed": "seed of the shuffle",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Parse options, run the storm, print the verdict; the exit code."""
-    parser = argparse.ArgumentParser(
-        prog="python -m drills.storm",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    defaults = Options()
-    parser.add_argument("--payments", type=int, default=defaults.payments)
-    parser.add_argument(
-        "--parallel",
-        type=int,
-        default=defaults.parallel,
-        help="copies of each body the drill posts at once",
-    )
-    parser.add_argument(
-        "--duplicates",
-        type=int,
-        default=defaults.duplicates,
-        help="extra copies the simulator sends of each notification (0-10)",
-    )
-    parser.add_argument(
-        "--seconds",
-        type=float,
-        default=defaults.seconds,
-        help="how long to wait for deliveries to settle",
-    )
-    parser.add_argument(
-        "--senders", type=int, default=defaults.senders, help="the drill's concurrent requests"
-    )
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-    args = parser.parse_args(argv)
-    return verdict(lambda: run(Options(**vars(args))))
+    """Run the drill from the command line: exit 0, 1 (a check failed) or 2 (no stack)."""
+    return run_drill("drills.storm", __doc__ or "", Options, run, HELP, argv)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ with at most one repeat per kill (the delivery in flight).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import signal
@@ -28,9 +27,10 @@ from dataclasses import dataclass, field
 import jwt
 from jwt.warnings import InsecureKeyLengthWarning
 
-from benchmarks.common import SetupError, sql
+from benchmarks.common import SetupError
+from drills.cli import run_drill
 from drills.harness import JWT_SECRET, Stack, call, new_payment, stack, wait_until
-from drills.report import Check, Result, Row, verdict
+from drills.report import Check, Result, Row
 
 # A worker session idle inside a transaction that holds a delivery row lock (FOR UPDATE takes
 # RowShareLock on the table) has claimed a delivery and is out sending it.
@@ -100,18 +100,18 @@ def fill(s: Stack, options: Options) -> list[str]:
 
     def filled() -> bool:
         query = "SELECT count(*) FROM outbox WHERE event_type = 'payment.succeeded'"
-        return sql(s.cluster.dsn, query, fetch=True)[0][0] == len(orders)
+        return s.query(query)[0][0] == len(orders)
 
     wait_for("every payment's payment.succeeded", filled, options.timeout)
     return orders
 
 
 def _delivery_counts(s: Stack) -> Counter:
-    return Counter(dict(sql(s.cluster.dsn, DELIVERIES, fetch=True)))
+    return Counter(dict(s.query(DELIVERIES)))
 
 
 def _mid_delivery(s: Stack) -> list[str]:
-    return [name for (name,) in sql(s.cluster.dsn, MID_DELIVERY, fetch=True)]
+    return [name for (name,) in s.query(MID_DELIVERY)]
 
 
 def kill_mid_delivery(s: Stack, workers: Workers, options: Options, total: int) -> list[Row]:
@@ -165,7 +165,7 @@ def _messages(s: Stack) -> dict[str, str]:
         "SELECT event_id::text, payload->>'order_id' FROM outbox"
         " WHERE event_type = 'payment.succeeded'"
     )
-    return dict(sql(s.cluster.dsn, query, fetch=True))
+    return dict(s.query(query))
 
 
 def receipt_checks(s: Stack, orders: list[str], kills: int) -> tuple[list[Check], list[Row]]:
@@ -251,34 +251,19 @@ def run(options: Options) -> Result:
     return Result("Worker kill drill", rows, checks)
 
 
-def parse(argv: list[str] | None) -> Options:
-    """Options from the command line; defaults take about a minute and a half."""
-    parser = argparse.ArgumentParser(
-        prog="python -m drills.worker_kill",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    defaults = Options()
-    for name, help_text in (
-        ("payments", "payments paid, two deliveries each"),
-        ("workers", "workers delivering at any time"),
-        ("kills", "workers SIGKILLed mid-delivery, spread over the backlog"),
-        ("receiver_delay", "seconds the receiver holds each request"),
-        ("timeout", "seconds any one wait may take"),
-    ):
-        default = getattr(defaults, name)
-        flag = f"--{name.replace('_', '-')}"
-        parser.add_argument(
-            flag, type=type(default), default=default, help=f"{help_text} (%(default)s)"
-        )
-    parser.add_argument("--keep", action="store_true", help="keep the drill's directory and logs")
-    return Options(**vars(parser.parse_args(argv)))
+HELP = {
+    "payments": "payments paid, two deliveries each",
+    "workers": "workers delivering at any time",
+    "kills": "workers SIGKILLed mid-delivery, spread over the backlog",
+    "receiver_delay": "seconds the receiver holds each request",
+    "timeout": "seconds any one wait may take",
+    "keep": "keep the drill's directory and logs",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the drill; exit 0 if every check passed, 1 if not, 2 if it could not run."""
-    options = parse(argv)
-    return verdict(lambda: run(options))
+    """Run the drill from the command line: exit 0, 1 (a check failed) or 2 (no stack)."""
+    return run_drill("drills.worker_kill", __doc__ or "", Options, run, HELP, argv)
 
 
 if __name__ == "__main__":
