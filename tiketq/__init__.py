@@ -29,7 +29,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         webhooks,
         worker,
     )
-    from tiketq.extensions import db, migrate, release_session
+    from tiketq.extensions import db, migrate, ping_when_hung_up, release_session
+    from tiketq.sessions import PageSessionInterface
 
     app = Flask(__name__, instance_relative_config=True)
     app.config.from_mapping(config.from_environ(os.environ, app.instance_path))
@@ -44,6 +45,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     logs.init_app(app)
     metrics.init_app(app)
     db.init_app(app)
+    with app.app_context():
+        for engine in db.engines.values():
+            if engine.dialect.name == "postgresql":
+                ping_when_hung_up(engine)
     app.teardown_appcontext(release_session)
     migrate.init_app(app, db, directory=os.path.join(os.path.dirname(app.root_path), "migrations"))
     gateway.init_app(app)
@@ -52,6 +57,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     for blueprint in (api.bp, webhooks.bp, ops.bp, docs.bp, checkout.bp):
         app.register_blueprint(blueprint)
     staff.init_app(app)
+    app.session_interface = PageSessionInterface([api.bp.url_prefix, "/webhook/"])
     security.init_app(app)
     errors.init_app(app)
     app.cli.add_command(worker.cli)

@@ -124,9 +124,6 @@ def from_environ(env: Mapping[str, str], instance_path: str) -> dict[str, Any]:
         "PROXY_FIX_HOPS": _int(env, "PROXY_FIX_HOPS", 0),
         "MIDTRANS_SNAP_JS_URL": env.get("MIDTRANS_SNAP_JS_URL") or None,
         "SQLALCHEMY_DATABASE_URI": database_url(env, instance_path),
-        # Pooled connections do not survive a database restart: test each before use, or the
-        # first request of every process after the database is back fails with a 503.
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "MIDTRANS_SERVER_KEY": server_key or (SIMULATOR_SERVER_KEY if simulator else None),
         "MIDTRANS_CLIENT_KEY": client_key or (SIMULATOR_CLIENT_KEY if simulator else None),
         "MIDTRANS_IS_PRODUCTION": is_production,

@@ -1,9 +1,13 @@
 """Unbound extensions, bound to an app in create_app."""
 
+import select
+from typing import Any
+
+import sqlalchemy as sa
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import DeclarativeBase
 
 # Named constraints keep Alembic migrations reviewable and reversible.
@@ -38,3 +42,27 @@ def release_session(exc: BaseException | None) -> None:
         if not error.connection_invalidated:
             raise
         db.session.remove()
+
+
+def ping_when_hung_up(engine: sa.Engine) -> None:
+    """Test a pooled connection before use when, and only when, its server may have closed it.
+
+    A restart closes every connection in the pool, and the first request to use one would fail.
+    SQLAlchemy's pool_pre_ping finds them with a round trip on every checkout, twice per
+    notification. An idle connection's socket has nothing to read unless the server hung up or
+    spoke unasked (the FATAL it sends when it shuts down), and the kernel can tell that for
+    free: only then is the connection pinged, and a dead one replaced before the request sees it.
+    """
+
+    @sa.event.listens_for(engine, "checkout")
+    def _ping_if_readable(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        dialect = engine.dialect
+        try:
+            poller = select.poll()
+            poller.register(dbapi_connection.fileno(), select.POLLIN)
+            if not poller.poll(0):
+                return
+            dialect.do_ping(dbapi_connection)
+        except dialect.loaded_dbapi.Error as error:
+            # The pool discards the connection and checks out another, up to three times.
+            raise DisconnectionError(f"pooled connection is closed: {error}") from error
