@@ -280,11 +280,16 @@ def _drive(plan: Plan, clients: range) -> dict[str, Tally]:
         thread.start()
     for thread in threads:
         thread.join()
-    merged: dict[str, Tally] = {endpoint: Tally() for endpoint in ENDPOINTS}
-    for out in outs:
-        for endpoint, tally in out.items():
-            merged[endpoint].add(tally)
-    return merged
+    return merged(outs)
+
+
+def merged(parts: list[dict[str, Tally]]) -> dict[str, Tally]:
+    """Every endpoint's tally over all clients (or processes)."""
+    total = {endpoint: Tally() for endpoint in ENDPOINTS}
+    for part in parts:
+        for endpoint, tally in part.items():
+            total[endpoint].add(tally)
+    return total
 
 
 def generate(plan: Plan, processes: int) -> dict[str, Tally]:
@@ -294,11 +299,7 @@ def generate(plan: Plan, processes: int) -> dict[str, Tally]:
         results = pool.starmap(_drive, [(plan, group) for group in groups if group])
         pool.close()
         pool.join()
-    merged: dict[str, Tally] = {endpoint: Tally() for endpoint in ENDPOINTS}
-    for result in results:
-        for endpoint, tally in result.items():
-            merged[endpoint].add(tally)
-    return merged
+    return merged(results)
 
 
 def load(

@@ -327,22 +327,26 @@ def load(server: Server, bodies: Path, args: argparse.Namespace, rate: int = 0) 
 
 
 def measure(servers: list[Server], bodies: Path, args: argparse.Namespace) -> list[Measured]:
-    """Warm each server up; flat out in turns, so that a machine slowing down mid-run weighs on
-    both alike; then each paced."""
+    """Warm each server up, load them flat out in turns, then each paced."""
     for server in servers:
         reseed(args.payments)
         wrk(server.url, bodies, args.warmup, args)
     rounds: dict[str, list[Result]] = {server.name: [] for server in servers}
     checks: dict[str, list[Check]] = {server.name: [] for server in servers}
     for n in range(args.rounds):
+        # In alternating order, so that the machine slowing down for a while weighs on both alike.
         for server in servers if n % 2 == 0 else servers[::-1]:
             rounds[server.name].append(load(server, bodies, args))
             # Requests wrk left in flight when it stopped finish first.
             DATABASE.wait_idle()
             checks[server.name].append(verify())
     return [
-        Measured(rounds[s.name], functools.reduce(operator.add, checks[s.name]), paced)
-        for s, paced in [(s, load(s, bodies, args, args.rate)) for s in servers]
+        Measured(
+            rounds[s.name],
+            functools.reduce(operator.add, checks[s.name]),
+            load(s, bodies, args, args.rate),
+        )
+        for s in servers
     ]
 
 

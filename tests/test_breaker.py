@@ -52,6 +52,13 @@ def timeout() -> GatewayTimeout:
     return GatewayTimeout("core.status", "read timeout")
 
 
+def open_circuit(breaker: CircuitBreaker) -> None:
+    """Time out three calls in a row, the test breaker's threshold."""
+    for _ in range(3):
+        with pytest.raises(GatewayTimeout):
+            breaker.get_status("ORD-1")
+
+
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
@@ -97,9 +104,7 @@ def test_after_the_cooldown_one_call_tries_and_an_answer_closes_the_circuit(
     breaker, midtrans, clock
 ):
     midtrans.script = [timeout()] * 3
-    for _ in range(3):
-        with pytest.raises(GatewayTimeout):
-            breaker.get_status("ORD-1")
+    open_circuit(breaker)
     clock.now += 29
     with pytest.raises(GatewayUnavailable, match="not asked"):
         breaker.get_status("ORD-1")
@@ -112,9 +117,7 @@ def test_after_the_cooldown_one_call_tries_and_an_answer_closes_the_circuit(
 
 def test_a_failed_try_keeps_the_circuit_open_for_another_cooldown(breaker, midtrans, clock):
     midtrans.script = [timeout()] * 4
-    for _ in range(3):
-        with pytest.raises(GatewayTimeout):
-            breaker.get_status("ORD-1")
+    open_circuit(breaker)
     clock.now += 30
     with pytest.raises(GatewayTimeout):
         breaker.get_status("ORD-1")
@@ -127,9 +130,7 @@ def test_a_failed_try_keeps_the_circuit_open_for_another_cooldown(breaker, midtr
 
 def test_while_one_call_tries_the_others_fail_fast(breaker, midtrans, clock):
     midtrans.script = [timeout()] * 3
-    for _ in range(3):
-        with pytest.raises(GatewayTimeout):
-            breaker.get_status("ORD-1")
+    open_circuit(breaker)
     clock.now += 30
 
     def trying(gateway_order_id: str) -> GatewayTransaction:
@@ -144,9 +145,7 @@ def test_while_one_call_tries_the_others_fail_fast(breaker, midtrans, clock):
 
 def test_notifications_are_read_even_when_the_circuit_is_open(breaker, midtrans):
     midtrans.script = [timeout()] * 3
-    for _ in range(3):
-        with pytest.raises(GatewayTimeout):
-            breaker.get_status("ORD-1")
+    open_circuit(breaker)
 
     assert breaker.parse_notification({"order_id": "ORD-1"}) == {"order_id": "ORD-1"}
 

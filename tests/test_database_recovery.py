@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from flask import Flask
 
 from benchmarks.common import sql
 from drills.harness import Cluster
@@ -30,25 +31,33 @@ def cluster() -> Iterator[Cluster]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.fixture
+def cluster_app(cluster: Cluster) -> Iterator[Flask]:
+    """The service on the private cluster; its pool is closed after the test."""
+    service = create_app(app_config(SQLALCHEMY_DATABASE_URI=cluster.url))
+    yield service
+    with service.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
 @pytest.mark.timeout(180)
-def test_the_first_query_after_a_database_restart_succeeds(cluster: Cluster) -> None:
-    app = create_app(app_config(SQLALCHEMY_DATABASE_URI=cluster.url))
-    with app.app_context():
+def test_the_first_query_after_a_database_restart_succeeds(
+    cluster_app: Flask, cluster: Cluster
+) -> None:
+    with cluster_app.app_context():
         assert db.session.scalar(sa.text("SELECT 1")) == 1
         # Back to the pool, where it outlives the server it was connected to.
         db.session.remove()
         cluster.restart("fast")
-        try:
-            assert db.session.scalar(sa.text("SELECT 1")) == 1
-        finally:
-            db.session.remove()
-            db.engine.dispose()
+        assert db.session.scalar(sa.text("SELECT 1")) == 1
 
 
 @pytest.mark.timeout(180)
-def test_a_restart_before_the_request_ends_leaves_its_answer_standing(cluster: Cluster) -> None:
-    app = create_app(app_config(SQLALCHEMY_DATABASE_URI=cluster.url))
-    context = app.app_context()
+def test_a_restart_before_the_request_ends_leaves_its_answer_standing(
+    cluster_app: Flask, cluster: Cluster
+) -> None:
+    context = cluster_app.app_context()
     context.push()
     try:
         # A read after the last commit leaves a transaction open until the request ends.
@@ -56,59 +65,47 @@ def test_a_restart_before_the_request_ends_leaves_its_answer_standing(cluster: C
         cluster.restart("immediate")
     finally:
         context.pop()
-    with app.app_context():
+    with cluster_app.app_context():
         assert db.session.scalar(sa.text("SELECT 1")) == 1
-        db.engine.dispose()
 
 
-def _pings(app, monkeypatch: pytest.MonkeyPatch) -> list[object]:
-    """Record every ping of a pooled connection the app's engine makes."""
-    with app.app_context():
+@pytest.fixture
+def pings(cluster_app: Flask, monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Every ping of a pooled connection the app's engine makes, as the test goes."""
+    with cluster_app.app_context():
         dialect = db.engine.dialect
-    pings: list[object] = []
+    made: list[object] = []
     original = dialect.do_ping
 
     def counted(dbapi_connection: object) -> bool:
-        pings.append(dbapi_connection)
+        made.append(dbapi_connection)
         return original(dbapi_connection)
 
     monkeypatch.setattr(dialect, "do_ping", counted)
-    return pings
+    return made
 
 
 @pytest.mark.timeout(180)
 def test_a_live_pooled_connection_is_used_without_a_ping(
-    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+    cluster_app: Flask, pings: list[object]
 ) -> None:
-    app = create_app(app_config(SQLALCHEMY_DATABASE_URI=cluster.url))
-    pings = _pings(app, monkeypatch)
-    with app.app_context():
-        try:
-            for _ in range(3):
-                assert db.session.scalar(sa.text("SELECT 1")) == 1
-                db.session.commit()
-            assert pings == []
-        finally:
-            db.session.remove()
-            db.engine.dispose()
+    with cluster_app.app_context():
+        for _ in range(3):
+            assert db.session.scalar(sa.text("SELECT 1")) == 1
+            db.session.commit()
+        assert pings == []
 
 
 @pytest.mark.timeout(180)
 def test_a_pooled_connection_the_server_ended_is_replaced_before_use(
-    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+    cluster_app: Flask, cluster: Cluster, pings: list[object]
 ) -> None:
-    app = create_app(app_config(SQLALCHEMY_DATABASE_URI=cluster.url))
-    pings = _pings(app, monkeypatch)
-    with app.app_context():
-        try:
-            first = db.session.scalar(sa.text("SELECT pg_backend_pid()"))
-            db.session.remove()
-            # As an administrator or an idle timeout would: only this one connection goes (the
-            # timeout waits until its backend has exited).
-            sql(cluster.dsn, "SELECT pg_terminate_backend(%(pid)s, 5000)", {"pid": first})
-            second = db.session.scalar(sa.text("SELECT pg_backend_pid()"))
-            assert second != first
-            assert len(pings) == 1
-        finally:
-            db.session.remove()
-            db.engine.dispose()
+    with cluster_app.app_context():
+        first = db.session.scalar(sa.text("SELECT pg_backend_pid()"))
+        db.session.remove()
+        # As an administrator or an idle timeout would: only this one connection goes (the
+        # timeout waits until its backend has exited).
+        sql(cluster.dsn, "SELECT pg_terminate_backend(%(pid)s, 5000)", {"pid": first})
+        second = db.session.scalar(sa.text("SELECT pg_backend_pid()"))
+        assert second != first
+        assert len(pings) == 1

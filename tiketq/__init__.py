@@ -45,10 +45,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     logs.init_app(app)
     metrics.init_app(app)
     db.init_app(app)
-    with app.app_context():
-        for engine in db.engines.values():
-            if engine.dialect.name == "postgresql":
-                ping_when_hung_up(engine)
+    ping_when_hung_up(app)
     app.teardown_appcontext(release_session)
     migrate.init_app(app, db, directory=os.path.join(os.path.dirname(app.root_path), "migrations"))
     gateway.init_app(app)

@@ -1,9 +1,11 @@
 """Unbound extensions, bound to an app in create_app."""
 
+import functools
 import select
 from typing import Any
 
 import sqlalchemy as sa
+from flask import Flask
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData
@@ -44,7 +46,7 @@ def release_session(exc: BaseException | None) -> None:
         db.session.remove()
 
 
-def ping_when_hung_up(engine: sa.Engine) -> None:
+def ping_when_hung_up(app: Flask) -> None:
     """Test a pooled connection before use when, and only when, its server may have closed it.
 
     A restart closes every connection in the pool, and the first request to use one would fail.
@@ -52,17 +54,21 @@ def ping_when_hung_up(engine: sa.Engine) -> None:
     notification. An idle connection's socket has nothing to read unless the server hung up or
     spoke unasked (the FATAL it sends when it shuts down), and the kernel can tell that for
     free: only then is the connection pinged, and a dead one replaced before the request sees it.
+    SQLite has no socket and no server to lose, so only PostgreSQL engines get the check.
     """
+    with app.app_context():
+        engines = [e for e in db.engines.values() if e.dialect.name == "postgresql"]
+    for engine in engines:
+        sa.event.listen(engine, "checkout", functools.partial(_ping_if_readable, engine.dialect))
 
-    @sa.event.listens_for(engine, "checkout")
-    def _ping_if_readable(dbapi_connection: Any, record: Any, proxy: Any) -> None:
-        dialect = engine.dialect
-        try:
-            poller = select.poll()
-            poller.register(dbapi_connection.fileno(), select.POLLIN)
-            if not poller.poll(0):
-                return
-            dialect.do_ping(dbapi_connection)
-        except dialect.loaded_dbapi.Error as error:
-            # The pool discards the connection and checks out another, up to three times.
-            raise DisconnectionError(f"pooled connection is closed: {error}") from error
+
+def _ping_if_readable(dialect: sa.Dialect, dbapi_connection: Any, record: Any, proxy: Any) -> None:
+    try:
+        poller = select.poll()
+        poller.register(dbapi_connection.fileno(), select.POLLIN)
+        if not poller.poll(0):
+            return
+        dialect.do_ping(dbapi_connection)
+    except dialect.loaded_dbapi.Error as error:
+        # The pool discards the connection and checks out another, up to three times.
+        raise DisconnectionError(f"pooled connection is closed: {error}") from error
