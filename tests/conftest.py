@@ -39,9 +39,45 @@ class Simulator:
         """Call the simulator's control API."""
         return requests.request(method, f"{self.url}/control{path}", json=json, timeout=5)
 
-    def fault(self, **fault: Any) -> None:
-        """Make Snap and Core misbehave (delay_seconds, status, body, times)."""
+    def fault(
+        self,
+        *,
+        delay_seconds: float = 0,
+        status: int | None = None,
+        body: str | None = None,
+        times: int | None = None,
+        operations: list[str] | None = None,
+    ) -> None:
+        """Make Snap and Core misbehave; `operations` (e.g. ["core.status"]) aims at those only."""
+        fault = {
+            "delay_seconds": delay_seconds,
+            "status": status,
+            "body": body,
+            "times": times,
+            "operations": operations,
+        }
         self.control("POST", "/faults", fault).raise_for_status()
+
+    def calls(self, operation: str | None = None, key: str | None = None) -> int:
+        """How many Snap/Core calls the simulator answered, e.g. ("core.status", order_id)."""
+        filters = {
+            name: value
+            for name, value in (("operation", operation), ("key", key))
+            if value is not None
+        }
+        response = requests.get(f"{self.url}/control/calls", params=filters, timeout=5)
+        response.raise_for_status()
+        return response.json()["total"]
+
+    def reset_calls(self) -> None:
+        """Count Snap/Core calls from zero again."""
+        self.control("DELETE", "/calls").raise_for_status()
+
+    def notification(self, order_id: str) -> dict[str, Any]:
+        """The signed HTTP notification Midtrans would send now about the order."""
+        response = self.control("GET", f"/transactions/{order_id}/notification")
+        response.raise_for_status()
+        return response.json()
 
     def pay(self, order_id: str, method: str, outcome: str) -> dict[str, Any]:
         """Act as the traveller choosing a method in Snap, with an outcome."""
@@ -79,9 +115,15 @@ def midtrans_simulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sim
 
 @pytest.fixture(autouse=True)
 def _clear_simulator_faults(request: pytest.FixtureRequest) -> Iterator[None]:
+    if "midtrans_simulator" not in request.fixturenames:
+        yield
+        return
+    sim: Simulator = request.getfixturevalue("midtrans_simulator")
+    # Reset before as well as after: a background worker of an earlier test may still call in.
+    sim.reset_calls()
     yield
-    if "midtrans_simulator" in request.fixturenames:
-        request.getfixturevalue("midtrans_simulator").control("DELETE", "/faults")
+    sim.control("DELETE", "/faults")
+    sim.reset_calls()
 
 
 def _admin_execute(url: str, *statements: str) -> None:

@@ -3,6 +3,7 @@
 import base64
 import hashlib
 import re
+import sqlite3
 import threading
 import time
 import uuid
@@ -16,6 +17,7 @@ import requests
 from flask import Flask
 from werkzeug.serving import make_server
 
+from tests.conftest import SERVER_KEY as CONFTEST_SERVER_KEY
 from tiketq.gateway.simulator import create_app, init_app
 
 SERVER_KEY = "SB-Mid-server-TEST"
@@ -41,6 +43,9 @@ def basic_auth(username: str = SERVER_KEY, password: str = "") -> dict[str, str]
 
 
 AUTH = basic_auth()
+AUTH_SESSION = {
+    "Authorization": "Basic " + base64.b64encode(f"{CONFTEST_SERVER_KEY}:".encode()).decode()
+}
 
 
 @pytest.fixture
@@ -636,6 +641,92 @@ def test_refund_with_a_malformed_amount_is_a_400_body(http):
     assert body["validation_messages"] == ["amount must be an integer"]
 
 
+def refund(http, amount: int | None = None, key: str = "r1") -> None:
+    params = {"refund_key": key} if amount is None else {"refund_key": key, "amount": amount}
+    assert http.post("/v2/ORDER-1/refund", json=params, headers=AUTH).json["status_code"] == "200"
+
+
+@pytest.mark.parametrize(
+    ("steps", "transaction_status", "fraud_status", "code"),
+    [
+        ([("pay", "bca_va", "pending")], "pending", "accept", "201"),
+        ([("pay", "gopay", "settlement")], "settlement", "accept", "200"),
+        ([("pay", "credit_card", "capture")], "capture", "accept", "200"),
+        ([("pay", "credit_card", "challenge")], "capture", "challenge", "201"),
+        ([("pay", "credit_card", "deny")], "deny", "deny", "202"),
+        ([("pay", "gopay", "deny")], "deny", "accept", "202"),
+        ([("pay", "bca_va", "pending"), ("core", "cancel")], "cancel", "accept", "202"),
+        ([("pay", "gopay", "failure")], "failure", "accept", "202"),
+        ([("pay", "bca_va", "expire")], "expire", "accept", "407"),
+        ([("pay", "bca_va", "pending"), ("core", "expire")], "expire", "accept", "407"),
+        ([("pay", "gopay", "settlement"), ("refund", 4000)], "partial_refund", "accept", "200"),
+        ([("pay", "gopay", "settlement"), ("refund", None)], "refund", "accept", "200"),
+    ],
+)
+def test_status_reports_midtrans_status_code_for_every_state_signed_over_what_it_carries(
+    http, steps, transaction_status, fraud_status, code
+):
+    create(http, amount=10000)
+    for step in steps:
+        if step[0] == "pay":
+            pay(http, "ORDER-1", step[1], step[2])
+        elif step[0] == "core":
+            http.post(f"/v2/ORDER-1/{step[1]}", json={}, headers=AUTH)
+        else:
+            refund(http, step[1])
+
+    body = status(http, "ORDER-1")
+
+    assert (body["status_code"], body["transaction_status"], body["fraud_status"]) == (
+        code,
+        transaction_status,
+        fraud_status,
+    )
+    assert body["signature_key"] == expected_signature(
+        body["order_id"], body["status_code"], body["gross_amount"]
+    )
+
+
+def test_status_signature_covers_the_gross_amount_including_a_customer_fee(http):
+    create(http, amount=10000)
+    http.post(
+        "/control/transactions/ORDER-1/pay",
+        json={"method": "other_qris", "outcome": "settlement", "customer_fee": 70},
+    )
+
+    body = status(http, "ORDER-1")
+
+    assert body["gross_amount"] == "10070.00"
+    assert body["signature_key"] == expected_signature("ORDER-1", "200", "10070.00")
+
+
+def test_status_after_refunds_lists_each_and_sums_them_in_refund_amount(http):
+    create(http)
+    pay(http, "ORDER-1", "gopay", "settlement")
+    refund(http, 1000, key="first")
+    refund(http, 2500, key="second")
+
+    body = status(http, "ORDER-1")
+
+    assert (body["status_code"], body["transaction_status"]) == ("200", "partial_refund")
+    assert body["refund_amount"] == "3500.00"
+    assert [(r["refund_key"], r["refund_amount"]) for r in body["refunds"]] == [
+        ("first", "1000.00"),
+        ("second", "2500.00"),
+    ]
+    assert all(isinstance(r["refund_chargeback_id"], int) for r in body["refunds"])
+
+
+def test_status_of_an_unrefunded_transaction_carries_no_refund_fields(http):
+    create(http)
+    pay(http, "ORDER-1", "gopay", "settlement")
+
+    body = status(http, "ORDER-1")
+
+    assert "refund_amount" not in body
+    assert "refunds" not in body
+
+
 # --- Control API -------------------------------------------------------------------------------
 
 
@@ -779,6 +870,54 @@ def test_control_lists_transactions_newest_first(http):
     assert [t["order_id"] for t in http.get("/control/transactions").json] == ["SECOND", "FIRST"]
 
 
+def test_control_notification_is_the_signed_notification_of_the_current_state(http):
+    create(http, amount=25000)
+    pay(http, "ORDER-1", "bca_va", "pending")
+    pending = http.get("/control/transactions/ORDER-1/notification").json
+    pay(http, "ORDER-1", "bca_va", "settlement")
+
+    settled = http.get("/control/transactions/ORDER-1/notification").json
+
+    assert (pending["status_code"], pending["transaction_status"]) == ("201", "pending")
+    assert (settled["status_code"], settled["transaction_status"]) == ("200", "settlement")
+    assert settled["status_message"] == "midtrans payment notification"
+    assert settled["transaction_id"] == pending["transaction_id"]
+    assert settled["va_numbers"] == pending["va_numbers"]
+    assert settled["signature_key"] == expected_signature("ORDER-1", "200", "25000.00")
+
+
+def test_control_notification_of_an_expiry_says_202_where_status_says_407(http):
+    create(http)
+    pay(http, "ORDER-1", "gopay", "expire")
+
+    notification = http.get("/control/transactions/ORDER-1/notification").json
+
+    assert (notification["status_code"], notification["transaction_status"]) == ("202", "expire")
+    assert notification["signature_key"] == expected_signature("ORDER-1", "202", "10000.00")
+    assert status(http, "ORDER-1")["status_code"] == "407"
+
+
+def test_control_notification_of_an_unknown_or_unpaid_order_is_refused(http):
+    create(http)
+
+    unknown = http.get("/control/transactions/NOPE/notification")
+    unpaid = http.get("/control/transactions/ORDER-1/notification")
+
+    assert (unknown.status_code, unpaid.status_code) == (404, 409)
+    assert unknown.json["error"] and unpaid.json["error"]
+
+
+def test_control_notification_is_not_a_core_call_and_sends_nothing(http):
+    create(http)
+    pay(http, "ORDER-1", "gopay", "settlement")
+    queued = len(http.get("/control/notifications?order_id=ORDER-1").json)
+
+    http.get("/control/transactions/ORDER-1/notification")
+
+    assert len(http.get("/control/notifications?order_id=ORDER-1").json) == queued
+    assert http.get("/control/calls?operation=core.status").json["total"] == 0
+
+
 # --- Faults ------------------------------------------------------------------------------------
 
 
@@ -844,6 +983,10 @@ def test_clearing_faults_restores_normal_answers(http):
         {"times": 0},
         {"body": 5},
         {"status": 500, "colour": "red"},
+        {"status": 500, "operations": []},
+        {"status": 500, "operations": "core.status"},
+        {"status": 500, "operations": ["core.status", 7]},
+        {"status": 500, "operations": ["core.stat"]},
     ],
 )
 def test_invalid_fault_is_rejected(http, params):
@@ -865,6 +1008,237 @@ def test_faults_and_transactions_are_shared_through_the_state_file(tmp_path):
         json={"transaction_details": {"order_id": "ORDER-1", "gross_amount": 1}},
         headers=AUTH,
     ).json == {"error_messages": ["transaction_details.order_id has already been taken"]}
+
+
+def test_fault_aimed_at_an_operation_spares_the_others_and_only_they_use_up_times(http):
+    create(http)
+    pay(http, "ORDER-1", "bca_va", "pending")
+    http.post("/control/faults", json={"status": 503, "times": 2, "operations": ["core.status"]})
+
+    spared = [
+        http.post("/snap/v1/transactions", json={}, headers=AUTH).status_code,
+        http.post("/v2/ORDER-1/approve", json={}, headers=AUTH).status_code,
+    ]
+    codes = [http.get("/v2/ORDER-1/status", headers=AUTH).status_code for _ in range(3)]
+
+    assert spared == [400, 200]
+    assert codes == [503, 503, 200]
+    assert http.get("/control/faults").json == {"fault": None}
+
+
+def test_fault_aimed_at_several_operations_hits_each_of_them(http):
+    create(http)
+    pay(http, "ORDER-1", "gopay", "settlement")
+    http.post("/control/faults", json={"status": 500, "operations": ["core.refund", "snap.create"]})
+
+    hit = [
+        http.post("/v2/ORDER-1/refund", json={}, headers=AUTH).status_code,
+        http.post("/snap/v1/transactions", json={}, headers=AUTH).status_code,
+    ]
+
+    assert hit == [500, 500]
+    assert http.get("/v2/ORDER-1/status", headers=AUTH).status_code == 200
+
+
+def test_fault_delay_aimed_at_status_waits_for_a_status_call(http):
+    http.post(
+        "/control/faults",
+        json={"delay_seconds": 0.3, "times": 1, "operations": ["core.status"]},
+    )
+    create(http)
+    waiting = http.get("/control/faults").json["fault"]
+
+    started = time.monotonic()
+    http.get("/v2/ORDER-1/status", headers=AUTH)
+
+    assert time.monotonic() - started >= 0.3
+    assert waiting["times"] == 1
+    assert http.get("/control/faults").json == {"fault": None}
+
+
+def test_fault_is_shown_with_the_operations_it_is_aimed_at(http):
+    aimed = http.post("/control/faults", json={"status": 503, "operations": ["core.status"]}).json
+    shown = http.get("/control/faults").json
+    http.post("/control/faults", json={"status": 503})
+
+    assert aimed == shown
+    assert shown["fault"] == {
+        "delay_seconds": 0.0,
+        "status": 503,
+        "body": None,
+        "times": None,
+        "operations": ["core.status"],
+    }
+    assert http.get("/control/faults").json["fault"]["operations"] is None
+
+
+def test_state_file_of_an_older_simulator_opens_and_keeps_its_fault(tmp_path):
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(
+            """
+            CREATE TABLE transactions (order_id TEXT PRIMARY KEY, transaction_id TEXT NOT NULL
+                UNIQUE, token TEXT NOT NULL UNIQUE, created_at TEXT NOT NULL, state TEXT NOT NULL);
+            CREATE TABLE fault (id INTEGER PRIMARY KEY CHECK (id = 1), delay_seconds REAL NOT NULL,
+                status INTEGER, body TEXT, times INTEGER);
+            INSERT INTO fault VALUES (1, 0, 503, NULL, 1);
+            """
+        )
+    conn.close()
+
+    upgraded = create_app(server_key=SERVER_KEY, state_path=str(path)).test_client()
+    again = create_app(server_key=SERVER_KEY, state_path=str(path)).test_client()
+
+    assert upgraded.get("/v2/X/status", headers=AUTH).status_code == 503
+    again.post("/control/faults", json={"status": 502, "operations": ["snap.create"]})
+    assert upgraded.post("/snap/v1/transactions", json={}, headers=AUTH).status_code == 502
+    assert upgraded.get("/control/calls").json["total"] == 2
+
+
+# --- Call counts -------------------------------------------------------------------------------
+
+
+def calls(http, **filters: str) -> dict:
+    response = http.get("/control/calls", query_string=filters)
+    assert response.status_code == 200
+    return response.json
+
+
+def test_every_snap_and_core_operation_is_counted_under_the_id_in_its_path(http):
+    token = create(http)["token"]
+    http.get(f"/snap/v4/redirection/{token}")
+    pay(http, "ORDER-1", "credit_card", "challenge")
+    transaction_id = status(http, "ORDER-1")["transaction_id"]
+    status(http, transaction_id)
+    http.post("/v2/ORDER-1/approve", json={}, headers=AUTH)
+    http.post("/v2/ORDER-1/deny", json={}, headers=AUTH)
+    http.post("/v2/ORDER-1/cancel", json={}, headers=AUTH)
+    http.post("/v2/ORDER-1/expire", json={}, headers=AUTH)
+    http.post("/v2/ORDER-1/refund", json={}, headers=AUTH)
+    http.post("/v2/ORDER-1/refund/online/direct", json={}, headers=AUTH)
+    http.post(f"/snap/v1/transactions/{token}/cancel", headers=AUTH)
+
+    expected = [
+        ("core.approve", "ORDER-1"),
+        ("core.cancel", "ORDER-1"),
+        ("core.deny", "ORDER-1"),
+        ("core.expire", "ORDER-1"),
+        ("core.refund", "ORDER-1"),
+        ("core.refund_direct", "ORDER-1"),
+        ("core.status", "ORDER-1"),
+        ("core.status", transaction_id),
+        ("snap.cancel", token),
+        ("snap.checkout", token),
+        ("snap.create", "ORDER-1"),
+    ]
+    assert calls(http) == {
+        "calls": [{"operation": o, "key": k, "count": 1} for o, k in sorted(expected)],
+        "total": 11,
+    }
+
+
+def test_repeated_calls_add_up_on_one_row(http):
+    for _ in range(10):
+        status(http, "ORDER-1")
+
+    assert calls(http)["calls"] == [{"operation": "core.status", "key": "ORDER-1", "count": 10}]
+
+
+def test_calls_answered_by_a_fault_a_wrong_key_or_an_unknown_id_are_counted(http):
+    http.post("/control/faults", json={"status": 503, "times": 1})
+    http.get("/v2/ORDER-1/status", headers=AUTH)
+    http.get("/v2/ORDER-1/status", headers=basic_auth("SB-Mid-server-WRONG"))
+    http.get("/v2/ORDER-1/status", headers=AUTH)
+    http.post("/snap/v1/transactions", json={}, headers={})
+    http.post("/snap/v1/transactions/no-such-token/cancel", headers=AUTH)
+
+    assert calls(http)["calls"] == [
+        {"operation": "core.status", "key": "ORDER-1", "count": 3},
+        {"operation": "snap.cancel", "key": "no-such-token", "count": 1},
+        {"operation": "snap.create", "key": "", "count": 1},
+    ]
+
+
+def test_control_routes_and_unknown_paths_are_not_counted(http):
+    create(http)
+    pay(http, "ORDER-1", "gopay", "settlement")
+    http.get("/control/transactions/ORDER-1")
+    http.post("/control/transactions/ORDER-1/notify")
+    http.get("/v2/ORDER-1/nonsense", headers=AUTH)
+    http.get("/snap.js")
+
+    assert calls(http)["calls"] == [{"operation": "snap.create", "key": "ORDER-1", "count": 1}]
+
+
+def test_calls_can_be_filtered_by_operation_and_key_with_the_total_of_what_is_shown(http):
+    create(http)
+    create(http, order_id="ORDER-2")
+    for key in ("ORDER-1", "ORDER-1", "ORDER-2"):
+        status(http, key)
+
+    by_operation = calls(http, operation="core.status")
+    by_key = calls(http, key="ORDER-1")
+    by_both = calls(http, operation="core.status", key="ORDER-2")
+    nothing = calls(http, operation="core.refund")
+
+    assert [(c["key"], c["count"]) for c in by_operation["calls"]] == [
+        ("ORDER-1", 2),
+        ("ORDER-2", 1),
+    ]
+    assert by_operation["total"] == 3
+    assert [(c["operation"], c["count"]) for c in by_key["calls"]] == [
+        ("core.status", 2),
+        ("snap.create", 1),
+    ]
+    assert by_key["total"] == 3
+    assert by_both["total"] == 1
+    assert nothing == {"calls": [], "total": 0}
+
+
+def test_resetting_calls_counts_from_zero_again(http):
+    status(http, "ORDER-1")
+
+    assert http.delete("/control/calls").status_code == 204
+    assert calls(http) == {"calls": [], "total": 0}
+    status(http, "ORDER-1")
+    assert calls(http)["total"] == 1
+
+
+def test_calls_are_counted_across_apps_sharing_the_state_file(tmp_path):
+    path = str(tmp_path / "shared.sqlite3")
+    worker_a = create_app(server_key=SERVER_KEY, state_path=path).test_client()
+    worker_b = create_app(server_key=SERVER_KEY, state_path=path).test_client()
+
+    worker_a.get("/v2/ORDER-1/status", headers=AUTH)
+    worker_b.get("/v2/ORDER-1/status", headers=AUTH)
+
+    assert calls(worker_a)["total"] == 2
+    worker_b.delete("/control/calls")
+    assert calls(worker_a)["total"] == 0
+
+
+def test_session_simulator_helpers_count_calls_aim_faults_and_show_notifications(
+    midtrans_simulator, order_id
+):
+    base = midtrans_simulator.url
+    body = {"transaction_details": {"order_id": order_id, "gross_amount": 5000}}
+    requests.post(f"{base}/snap/v1/transactions", json=body, headers=AUTH_SESSION, timeout=10)
+    midtrans_simulator.pay(order_id, "gopay", "settlement")
+    midtrans_simulator.fault(status=503, times=1, operations=["core.status"])
+
+    faulted = requests.get(f"{base}/v2/{order_id}/status", headers=AUTH_SESSION, timeout=10)
+    answered = requests.get(f"{base}/v2/{order_id}/status", headers=AUTH_SESSION, timeout=10)
+
+    assert (faulted.status_code, answered.json()["status_code"]) == (503, "200")
+    assert midtrans_simulator.calls("core.status", order_id) == 2
+    assert midtrans_simulator.calls(key=order_id) == 3
+    assert midtrans_simulator.calls() == 3
+    assert (
+        midtrans_simulator.notification(order_id)["signature_key"]
+        == (answered.json()["signature_key"])
+    )
+    midtrans_simulator.reset_calls()
+    assert midtrans_simulator.calls() == 0
 
 
 # --- Payment page ------------------------------------------------------------------------------
@@ -1135,6 +1509,24 @@ def test_concurrent_token_requests_for_one_order_id_yield_exactly_one_token(base
         thread.join()
 
     assert sorted(outcomes) == ["taken"] * 7 + ["token"]
+
+
+def test_concurrent_calls_from_many_threads_are_each_counted_once(base_url):
+    per_thread, threads = 15, 8
+
+    def call_status() -> None:
+        with requests.Session() as session:
+            for _ in range(per_thread):
+                session.get(f"{base_url}/v2/ORDER-1/status", headers=AUTH, timeout=10)
+
+    workers = [threading.Thread(target=call_status) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+
+    counted = requests.get(f"{base_url}/control/calls", params={"key": "ORDER-1"}, timeout=10)
+    assert counted.json()["total"] == per_thread * threads
 
 
 def test_blueprint_mounted_under_a_prefix_on_another_app_serves_midtransclient(tmp_path):

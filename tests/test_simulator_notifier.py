@@ -636,6 +636,33 @@ def test_notify_of_an_unknown_or_unpaid_order_is_refused(http):
     assert http.post("/control/transactions/ORDER-1/notify").status_code == 409
 
 
+@pytest.mark.parametrize(
+    ("method", "outcome"),
+    [("bca_va", "settlement"), ("credit_card", "challenge"), ("gopay", "expire")],
+)
+def test_notification_on_demand_is_the_body_the_notifier_sends(http, receiver, method, outcome):
+    create(http)
+    pay(http, method, outcome)
+    drain(http)
+
+    on_demand = http.get("/control/transactions/ORDER-1/notification").json
+
+    assert bodies(receiver) == [on_demand]
+    assert signed(on_demand)
+
+
+def test_notification_on_demand_after_a_refund_is_the_bank_confirmed_one(http, receiver):
+    create(http)
+    pay(http, "gopay", "settlement")
+    http.post("/v2/ORDER-1/refund", json={"refund_key": "r1", "amount": 100}, headers=AUTH)
+    drain(http)
+
+    on_demand = http.get("/control/transactions/ORDER-1/notification").json
+
+    assert bodies(receiver)[-1] == on_demand
+    assert on_demand["refunds"][0]["bank_confirmed_at"]
+
+
 # --- Processes and configuration -----------------------------------------------------------------
 
 

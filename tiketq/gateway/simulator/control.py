@@ -5,6 +5,7 @@ from typing import Any
 from flask import Blueprint, Response, request
 
 from . import lifecycle
+from .guards import OPERATION_NAMES
 from .service import UnknownChoice, current_simulator
 from .store import Fault
 from .validation import whole_number
@@ -12,7 +13,7 @@ from .wire import control_error, json_response, utc_now
 
 bp = Blueprint("control", __name__, url_prefix="/control")
 
-_FAULT_FIELDS = frozenset(("delay_seconds", "status", "body", "times"))
+_FAULT_FIELDS = frozenset(("delay_seconds", "status", "body", "times", "operations"))
 
 
 @bp.get("/transactions")
@@ -99,7 +100,11 @@ def show_fault() -> Response:
 
 @bp.post("/faults")
 def set_fault() -> Response:
-    """Make Snap and Core routes slow down and/or fail until cleared or used up."""
+    """Make Snap and Core routes slow down and/or fail until cleared or used up.
+
+    An optional `operations` list, e.g. `["core.status"]`, aims the fault at those operations
+    only; the others neither feel it nor use up its `times`.
+    """
     params = request.get_json(force=True, silent=True)
     if not isinstance(params, dict):
         return control_error("body must be a JSON object", 400)
@@ -115,6 +120,27 @@ def set_fault() -> Response:
 def clear_fault() -> Response:
     """Stop injecting faults."""
     current_simulator().store.clear_fault()
+    return Response(status=204)
+
+
+@bp.get("/calls")
+def list_calls() -> Response:
+    """Count the Snap and Core calls answered, by operation and path id; filter by either."""
+    counts = current_simulator().store.calls(
+        operation=request.args.get("operation"), key=request.args.get("key")
+    )
+    return json_response(
+        {
+            "calls": [{"operation": c.operation, "key": c.key, "count": c.count} for c in counts],
+            "total": sum(c.count for c in counts),
+        }
+    )
+
+
+@bp.delete("/calls")
+def reset_calls() -> Response:
+    """Start counting calls from zero."""
+    current_simulator().store.reset_calls()
     return Response(status=204)
 
 
@@ -136,7 +162,25 @@ def _parse_fault(params: dict[str, Any]) -> Fault:
     times = params.get("times")
     if times is not None and (isinstance(times, bool) or not isinstance(times, int) or times < 1):
         raise ValueError("times must be a positive integer or null")
-    return Fault(delay_seconds=float(delay), status=status, body=body, times=times)
+    return Fault(
+        delay_seconds=float(delay),
+        status=status,
+        body=body,
+        times=times,
+        operations=_parse_operations(params.get("operations")),
+    )
+
+
+def _parse_operations(value: Any) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise ValueError("operations must be a non-empty list of operation names or null")
+    unknown = sorted(set(value) - OPERATION_NAMES)
+    if unknown:
+        # A misspelt name would otherwise aim the fault at nothing, silently.
+        raise ValueError(f"unknown operations: {', '.join(unknown)}")
+    return tuple(dict.fromkeys(value))
 
 
 def _fault_json(fault: Fault | None) -> dict[str, Any] | None:
@@ -147,4 +191,5 @@ def _fault_json(fault: Fault | None) -> dict[str, Any] | None:
         "status": fault.status,
         "body": fault.body,
         "times": fault.times,
+        "operations": None if fault.operations is None else list(fault.operations),
     }

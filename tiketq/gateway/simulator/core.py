@@ -7,7 +7,7 @@ from typing import Any, Literal, TypeVar
 from flask import Blueprint, Response, request
 
 from . import lifecycle
-from .guards import has_server_key, injected_fault
+from .guards import answer_call, has_server_key
 from .payloads import action_body, refund_body
 from .service import current_simulator
 from .store import Refund, Transaction
@@ -32,7 +32,7 @@ class _NotInCore(Exception):
 
 @bp.before_request
 def _guard() -> Response | None:
-    fault = injected_fault(
+    fault = answer_call(
         lambda status: json_response(
             {"status_code": str(status), "status_message": INTERNAL_ERROR_MESSAGE}, status
         )

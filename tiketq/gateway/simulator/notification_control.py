@@ -101,6 +101,18 @@ def notify_again(order_id: str) -> Response:
     return json_response([delivery.to_json() for delivery in queued], 202)
 
 
+@bp.get("/transactions/<order_id>/notification")
+def show_notification(order_id: str) -> Response:
+    """Show the signed notification body Midtrans would send now, without sending it."""
+    simulator = current_simulator()
+    txn = simulator.store.get(order_id)
+    if txn is None:
+        return control_error(f"transaction {order_id} not found", 404)
+    if not txn.in_core:
+        return control_error("no payment method has been chosen yet", 409)
+    return json_response(simulator.notification_body(txn))
+
+
 def _parse_mode(params: dict[str, Any]) -> Mode:
     unknown = sorted(set(params) - _MODE_FIELDS)
     if unknown:

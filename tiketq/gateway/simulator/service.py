@@ -82,7 +82,7 @@ class Simulator:
         if not txn.in_core:
             raise lifecycle.IllegalMove("no payment method has been chosen yet")
         with self.store.write() as conn:
-            deliveries = self.notifier.enqueue(conn, txn, [self._notification(txn)])
+            deliveries = self.notifier.enqueue(conn, txn, [self.notification_body(txn)])
         self.notifier.wake()
         return deliveries
 
@@ -97,12 +97,16 @@ class Simulator:
             return
         if len(after.refunds) > len(before.refunds):
             # Midtrans notifies a refund when it is granted and again when the bank confirms it.
-            bodies = [self._notification(after, bank_confirmed=False), self._notification(after)]
+            bodies = [
+                self.notification_body(after, bank_confirmed=False),
+                self.notification_body(after),
+            ]
         else:
-            bodies = [self._notification(after)]
+            bodies = [self.notification_body(after)]
         self.notifier.enqueue(conn, after, bodies)
 
-    def _notification(self, txn: Transaction, *, bank_confirmed: bool = True) -> dict[str, Any]:
+    def notification_body(self, txn: Transaction, *, bank_confirmed: bool = True) -> dict[str, Any]:
+        """Return the signed HTTP notification body about `txn` as it stands."""
         return payloads.notification_body(
             txn,
             server_key=self.server_key,

@@ -7,7 +7,7 @@ from flask.typing import ResponseReturnValue
 
 from . import lifecycle
 from .checkout_page import render_checkout
-from .guards import has_server_key, injected_fault
+from .guards import answer_call, has_server_key
 from .notifier import header_urls
 from .service import UnknownChoice, current_simulator
 from .store import DuplicateOrderId, Transaction
@@ -26,7 +26,7 @@ bp = Blueprint("snap", __name__, url_prefix="/snap")
 
 @bp.before_request
 def _apply_fault() -> Response | None:
-    return injected_fault(lambda status: snap_errors([INTERNAL_ERROR_MESSAGE], status))
+    return answer_call(lambda status: snap_errors([INTERNAL_ERROR_MESSAGE], status))
 
 
 @bp.post("/v1/transactions")

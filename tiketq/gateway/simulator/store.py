@@ -28,9 +28,18 @@ CREATE TABLE IF NOT EXISTS fault (
     delay_seconds REAL NOT NULL,
     status INTEGER,
     body TEXT,
-    times INTEGER
+    times INTEGER,
+    operations TEXT
 );
+CREATE TABLE IF NOT EXISTS calls (
+    operation TEXT NOT NULL,
+    key TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (operation, key)
+) WITHOUT ROWID;
 """
+# Columns added after the first release; a state file written by an older simulator lacks them.
+_ADDED_COLUMNS = {"fault": {"operations": "TEXT"}}
 
 
 @dataclass
@@ -117,12 +126,26 @@ _TRANSACTION_TIMES = {
 
 @dataclass(frozen=True)
 class Fault:
-    """An injected misbehaviour for Snap and Core routes."""
+    """An injected misbehaviour for Snap and Core routes; `operations` None means all of them."""
 
     delay_seconds: float = 0.0
     status: int | None = None
     body: str | None = None
     times: int | None = None
+    operations: tuple[str, ...] | None = None
+
+    def hits(self, operation: str) -> bool:
+        """Whether this fault applies to `operation`."""
+        return self.operations is None or operation in self.operations
+
+
+@dataclass(frozen=True)
+class CallCount:
+    """How many times the simulator answered one operation about one id."""
+
+    operation: str
+    key: str
+    count: int
 
 
 @dataclass(frozen=True)
@@ -141,7 +164,7 @@ class DuplicateOrderId(Exception):
 
 
 class Store:
-    """Transactions and the active fault, kept in one SQLite file that other state may share."""
+    """Transactions, the active fault and call counts, kept in one SQLite file others may share."""
 
     def __init__(self, path: str, *, busy_timeout: float = 10.0) -> None:
         self.path = path
@@ -151,6 +174,9 @@ class Store:
             # WAL lets readers in other workers proceed while one writer holds the lock.
             conn.execute("PRAGMA journal_mode=WAL")
             conn.executescript(_SCHEMA)
+        with self.write() as conn:
+            # Under the write lock, so two workers opening one old file do not both add a column.
+            _add_missing_columns(conn)
 
     def add(self, txn: Transaction) -> None:
         """Insert a new transaction; raise DuplicateOrderId if its order_id is taken."""
@@ -215,11 +241,12 @@ class Store:
 
     def set_fault(self, fault: Fault) -> None:
         """Activate `fault`, replacing any active one."""
+        operations = None if fault.operations is None else json.dumps(list(fault.operations))
         with self.write() as conn:
             conn.execute(
-                "INSERT OR REPLACE INTO fault (id, delay_seconds, status, body, times)"
-                " VALUES (1, ?, ?, ?, ?)",
-                (fault.delay_seconds, fault.status, fault.body, fault.times),
+                "INSERT OR REPLACE INTO fault (id, delay_seconds, status, body, times, operations)"
+                " VALUES (1, ?, ?, ?, ?, ?)",
+                (fault.delay_seconds, fault.status, fault.body, fault.times, operations),
             )
 
     def clear_fault(self) -> None:
@@ -232,19 +259,48 @@ class Store:
         with self.connection() as conn:
             return _select_fault(conn)
 
-    def take_fault(self) -> Fault | None:
-        """Return the active fault for one request, counting it against `times`."""
-        if self.current_fault() is None:
+    def take_fault(self, operation: str) -> Fault | None:
+        """Return the fault hitting one request for `operation`, counting it against `times`."""
+        fault = self.current_fault()
+        if fault is None or not fault.hits(operation):
             return None  # the common case stays lock-free
         with self.write() as conn:
             fault = _select_fault(conn)
-            if fault is None or fault.times is None:
+            if fault is None or not fault.hits(operation):
+                return None
+            if fault.times is None:
                 return fault
             if fault.times <= 1:
                 conn.execute("DELETE FROM fault")
             else:
                 conn.execute("UPDATE fault SET times = times - 1")
             return fault
+
+    def count_call(self, operation: str, key: str) -> None:
+        """Count one answered call of `operation` about `key`."""
+        with self.connection() as conn:
+            # One autocommitted statement: the write lock is held only for the increment.
+            conn.execute(
+                "INSERT INTO calls (operation, key, count) VALUES (?, ?, 1)"
+                " ON CONFLICT (operation, key) DO UPDATE SET count = count + 1",
+                (operation, key),
+            )
+
+    def calls(self, *, operation: str | None = None, key: str | None = None) -> list[CallCount]:
+        """Return the call counts, by operation then key, optionally filtered."""
+        with self.connection() as conn:
+            rows = conn.execute(
+                "SELECT operation, key, count FROM calls"
+                " WHERE (?1 IS NULL OR operation = ?1) AND (?2 IS NULL OR key = ?2)"
+                " ORDER BY operation, key",
+                (operation, key),
+            )
+            return [CallCount(*row) for row in rows]
+
+    def reset_calls(self) -> None:
+        """Forget every call counted so far."""
+        with self.write() as conn:
+            conn.execute("DELETE FROM calls")
 
     @contextmanager
     def connection(self) -> Iterator[sqlite3.Connection]:
@@ -281,8 +337,27 @@ def _select(conn: sqlite3.Connection, key: str, by: Literal["id", "token"]) -> T
 
 
 def _select_fault(conn: sqlite3.Connection) -> Fault | None:
-    row = conn.execute("SELECT delay_seconds, status, body, times FROM fault").fetchone()
-    return None if row is None else Fault(*row)
+    row = conn.execute(
+        "SELECT delay_seconds, status, body, times, operations FROM fault"
+    ).fetchone()
+    if row is None:
+        return None
+    delay_seconds, status, body, times, operations = row
+    return Fault(
+        delay_seconds=delay_seconds,
+        status=status,
+        body=body,
+        times=times,
+        operations=None if operations is None else tuple(json.loads(operations)),
+    )
+
+
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    for table, columns in _ADDED_COLUMNS.items():
+        present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        for name, kind in columns.items():
+            if name not in present:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
 
 def _dump(txn: Transaction) -> str:
