@@ -49,3 +49,44 @@ def notification(
         body["settlement_time"] = "2026-11-26 14:05:00"
     body["signature_key"] = sign(body["order_id"], body["status_code"], body["gross_amount"])
     return body
+
+
+def deliver(client: Any, simulator: Any, order_id: str, path: str = "/payments/webhook") -> Any:
+    """Send the notification Midtrans would send now about the order, as Midtrans sends it."""
+    return client.post(path, json=simulator.notification(order_id))
+
+
+def apply_inbox() -> int:
+    """Run the worker's inbox job once, as a worker woken by a stored notification does."""
+    # Imported here: this module is also used by tests that build no app.
+    from tiketq.gateway import current_gateway
+    from tiketq.payments import notifications
+
+    return notifications.apply_waiting(current_gateway())
+
+
+def settle(
+    client: Any,
+    simulator: Any,
+    order_id: str,
+    method: str = "bca_va",
+    outcome: str = "settlement",
+) -> None:
+    """Pay an order at the simulator, deliver its notification and let the worker apply it."""
+    simulator.pay(order_id, method, outcome)
+    deliver(client, simulator, order_id)
+    apply_inbox()
+
+
+def move(
+    client: Any, simulator: Any, order_id: str, transaction_status: str, **params: Any
+) -> None:
+    """Move a transaction at the simulator (refund, chargeback...), deliver and apply the news."""
+    response = simulator.control(
+        "POST",
+        f"/transactions/{order_id}/transition",
+        {"transaction_status": transaction_status, **params},
+    )
+    response.raise_for_status()
+    deliver(client, simulator, order_id)
+    apply_inbox()

@@ -141,7 +141,6 @@ def from_environ(env: Mapping[str, str], instance_path: str) -> dict[str, Any]:
         # (0: never), so that waiting on Midtrans cannot hold every gunicorn thread.
         "MIDTRANS_BREAKER_FAILURES": _int(env, "MIDTRANS_BREAKER_FAILURES", 5),
         "MIDTRANS_BREAKER_SECONDS": _float(env, "MIDTRANS_BREAKER_SECONDS", 30.0),
-        "MIDTRANS_CONFIRM_PAID": bool(_flag(env, "MIDTRANS_CONFIRM_PAID")),
         "STATUS_REFRESH_SECONDS": _float(env, "STATUS_REFRESH_SECONDS", 5.0),
         "ADMIN_API_KEYS": _list(_secret(env, "ADMIN_API_KEYS")),
         "API_KEYS": _list(_secret(env, "API_KEYS")),
@@ -159,6 +158,9 @@ def from_environ(env: Mapping[str, str], instance_path: str) -> dict[str, Any]:
         "OUTBOUND_READ_TIMEOUT": _float(env, "OUTBOUND_READ_TIMEOUT", 10.0),
         "WORKER_INTERVAL": _float(env, "WORKER_INTERVAL", 5.0),
         "WORKER_BATCH": _int(env, "WORKER_BATCH", 50),
+        # The inbox is looked at this often even when no wake-up comes (SQLite has none).
+        "WORKER_INBOX_POLL": _float(env, "WORKER_INBOX_POLL", 1.0),
+        "REJECTED_RETENTION_DAYS": _float(env, "REJECTED_RETENTION_DAYS", 7.0),
         "MAX_CONTENT_LENGTH": _int(env, "MAX_CONTENT_LENGTH", 64 * 1024),
         "DOCS_ENABLED": _flag(env, "DOCS_ENABLED") is not False,
         "LOG_LEVEL": env.get("LOG_LEVEL", "INFO").upper(),

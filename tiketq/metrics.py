@@ -25,7 +25,16 @@ from sqlalchemy import event
 from sqlalchemy.exc import SQLAlchemyError
 
 from tiketq.extensions import db
-from tiketq.payments.models import Delivery, OutboxMessage, Payment, status_changed, utcnow
+from tiketq.payments.models import (
+    Delivery,
+    Notification,
+    OutboxMessage,
+    Payment,
+    status_changed,
+    utcnow,
+    work_failed,
+)
+from tiketq.payments.status import NotificationOutcome
 
 bp = Blueprint("metrics", __name__)
 
@@ -52,6 +61,11 @@ MIDTRANS_LATENCY = Histogram(
 MIDTRANS_ERRORS = Counter(
     "tiketq_midtrans_errors_total", "Failed Midtrans API calls", ["operation", "kind"]
 )
+WORKER_FAILURES = Counter(
+    "tiketq_worker_failures_total",
+    "Rows a worker job could not process and left for a retry, by job",
+    ["job"],
+)
 AUTH_FAILURES = Counter(
     "tiketq_api_auth_failures_total",
     "Requests refused for missing or wrong credentials",
@@ -59,8 +73,24 @@ AUTH_FAILURES = Counter(
 )
 
 
+_WAITING = Notification.outcome.in_(
+    [NotificationOutcome.RECEIVED.value, NotificationOutcome.FAILED.value]
+) & Notification.next_attempt_at.is_not(None)
+# Waiting rows use the inbox's partial index; failed ones are few.
+_INBOX_BACKLOG = sa.select(
+    sa.select(sa.func.count()).where(_WAITING).scalar_subquery(),
+    sa.select(sa.func.count()).where(_WAITING, Notification.attempts > 0).scalar_subquery(),
+    sa.select(sa.func.count())
+    .where(
+        Notification.outcome == NotificationOutcome.FAILED.value,
+        Notification.next_attempt_at.is_(None),
+    )
+    .scalar_subquery(),
+)
+
+
 class OutboxCollector(Collector):
-    """Outbox backlog read from the database at scrape time, so every worker sees the same."""
+    """Outbox and inbox backlogs read from the database at scrape time, alike for every worker."""
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         try:
@@ -75,6 +105,7 @@ class OutboxCollector(Collector):
             undispatched = db.session.scalar(
                 sa.select(sa.func.count()).where(OutboxMessage.dispatched_at.is_(None))
             )
+            waiting, retrying, failed = db.session.execute(_INBOX_BACKLOG).one()
         except SQLAlchemyError:
             db.session.rollback()
             return
@@ -86,6 +117,15 @@ class OutboxCollector(Collector):
         backlog.add_metric(["failing"], failing)
         backlog.add_metric(["dead"], dead)
         yield backlog
+        inbox = GaugeMetricFamily(
+            "tiketq_inbox_backlog",
+            "Stored notifications not applied yet: waiting, retrying after an error, failed",
+            labels=["state"],
+        )
+        inbox.add_metric(["waiting"], waiting)
+        inbox.add_metric(["retrying"], retrying)
+        inbox.add_metric(["failed"], failed)
+        yield inbox
         age = (utcnow() - oldest).total_seconds() if oldest is not None else 0.0
         yield GaugeMetricFamily(
             "tiketq_outbox_oldest_pending_seconds", "Age of the oldest pending delivery", value=age
@@ -134,6 +174,10 @@ def _count_created(_mapper: Any, _connection: Any, payment: Payment) -> None:
     PAYMENTS_CREATED.labels(payment.payment_method or "any").inc()
 
 
+def _count_failure(job: str, *, error: Exception) -> None:
+    WORKER_FAILURES.labels(job).inc()
+
+
 def _count_transition(_payment: Payment, *, from_status: str, to_status: str, source: str) -> None:
     TRANSITIONS.labels(from_status, to_status, source).inc()
 
@@ -145,5 +189,6 @@ def init_app(app: Flask) -> None:
     if not event.contains(Payment, "after_insert", _count_created):
         event.listen(Payment, "after_insert", _count_created)
     status_changed.connect(_count_transition)
+    work_failed.connect(_count_failure)
     if app.config["METRICS_ENABLED"]:
         app.register_blueprint(bp)

@@ -6,8 +6,9 @@ import logging
 import os
 import signal
 import socket
-import threading
+import time
 from collections.abc import Callable
+from datetime import timedelta
 
 import click
 from flask import current_app
@@ -19,8 +20,9 @@ from tiketq.extensions import db
 from tiketq.gateway import Gateway, current_gateway
 from tiketq.outbound import Outbound, current_outbound
 from tiketq.payments import audit as invariants
-from tiketq.payments import background
+from tiketq.payments import background, notifications
 from tiketq.staff import accounts
+from tiketq.wakeup import Wakeup
 
 log = logging.getLogger(__name__)
 
@@ -30,13 +32,25 @@ cli.add_command(new_api_key)
 
 def run_once(gateway: Gateway, outbound: Outbound, *, batch: int = 50) -> dict[str, int]:
     """Run every job once; a job that fails (database down) is skipped until the next round."""
-    jobs: dict[str, Callable[[], int]] = {
-        "reconciled": lambda: background.reconcile_due(gateway, limit=batch),
-        "expired": lambda: background.expire_overdue(gateway, limit=batch),
-        "reapplied": lambda: background.reapply_inbox(gateway, limit=batch),
-        "dispatched": lambda: background.dispatch_outbox(outbound, limit=batch),
-        "delivered": lambda: background.deliver_due(outbound, limit=batch),
-    }
+    retention = timedelta(days=current_app.config["REJECTED_RETENTION_DAYS"])
+    return _run(
+        {
+            "applied": lambda: notifications.apply_waiting(gateway, limit=batch),
+            "reconciled": lambda: background.reconcile_due(gateway, limit=batch),
+            "expired": lambda: background.expire_overdue(gateway, limit=batch),
+            "dispatched": lambda: background.dispatch_outbox(outbound, limit=batch),
+            "delivered": lambda: background.deliver_due(outbound, limit=batch),
+            "purged": lambda: notifications.purge_rejected(retention=retention),
+        }
+    )
+
+
+def apply_inbox(gateway: Gateway, *, batch: int = 50) -> dict[str, int]:
+    """Apply the waiting notifications only: what a wake-up between full rounds does."""
+    return _run({"applied": lambda: notifications.apply_waiting(gateway, limit=batch)})
+
+
+def _run(jobs: dict[str, Callable[[], int]]) -> dict[str, int]:
     done: dict[str, int] = {}
     for name, job in jobs.items():
         try:
@@ -59,25 +73,43 @@ def _beat(worker_id: str, done: dict[str, int]) -> None:
 
 @cli.command("worker")
 @click.option("--once", is_flag=True, help="Run every job once and exit.")
-@click.option("--interval", type=float, help="Seconds between rounds (WORKER_INTERVAL).")
+@click.option("--interval", type=float, help="Seconds between full rounds (WORKER_INTERVAL).")
 def worker(once: bool, interval: float | None) -> None:
-    """Reconcile, expire and deliver until SIGTERM; the round in progress is finished first."""
-    interval = interval if interval is not None else current_app.config["WORKER_INTERVAL"]
-    batch = current_app.config["WORKER_BATCH"]
-    stop = threading.Event()
+    """Apply notifications as they arrive; reconcile, expire and deliver every round until SIGTERM.
+
+    The round in progress is finished first. A stored notification wakes the worker at once on
+    PostgreSQL (LISTEN); otherwise the inbox is looked at every WORKER_INBOX_POLL seconds.
+    """
+    config = current_app.config
+    interval = interval if interval is not None else config["WORKER_INTERVAL"]
+    batch, poll = config["WORKER_BATCH"], config["WORKER_INBOX_POLL"]
+    wakeup = Wakeup(db.engine)
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+        signal.signal(signum, lambda *_: wakeup.stop())
     worker_id = f"{socket.gethostname()}:{os.getpid()}"
     log.info("worker started", extra={"interval": interval, "worker_id": worker_id})
-    while True:
-        done = run_once(current_gateway(), current_outbound(), batch=batch)
-        _beat(worker_id, done)
+    next_round = 0.0
+    stopping = False
+    while not stopping:
+        if time.monotonic() >= next_round:
+            done = run_once(current_gateway(), current_outbound(), batch=batch)
+            _beat(worker_id, done)
+            next_round = time.monotonic() + interval
+            if any(done.values()):
+                log.info("worker round", extra=done)
+        else:
+            done = apply_inbox(current_gateway(), batch=batch)
         db.session.remove()
-        if any(done.values()):
-            log.info("worker round", extra=done)
-        # A full batch means more is waiting: go again at once.
-        if once or stop.wait(0 if max(done.values()) >= batch else interval):
+        if once:
             break
+        # A full batch means more is waiting: go again at once.
+        more = max(done.values()) >= batch
+        if more:
+            next_round = 0.0
+        timeout = 0.0 if more else min(poll, max(0.0, next_round - time.monotonic()))
+        wakeup.wait(timeout)
+        stopping = wakeup.stopped()
+    wakeup.close()
     log.info("worker stopped")
 
 

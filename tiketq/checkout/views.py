@@ -24,7 +24,7 @@ from tiketq.checkout import formats, texts
 from tiketq.checkout.forms import CustomerForm, RetryForm
 from tiketq.config import snap_js_url
 from tiketq.gateway import GatewayError, current_gateway
-from tiketq.payments import background, queries, service
+from tiketq.payments import background, queries, rules, service
 from tiketq.payments.errors import PaymentError, PaymentNotFound
 from tiketq.payments.models import Payment, utcnow
 from tiketq.payments.status import OPEN, PAID, PaymentStatus
@@ -32,7 +32,6 @@ from tiketq.payments.status import OPEN, PAID, PaymentStatus
 bp = Blueprint("checkout", __name__)
 
 # Attempts the traveller may replace with a fresh one; a canceled order stays canceled.
-_RETRYABLE = frozenset({PaymentStatus.FAILED, PaymentStatus.EXPIRED})
 
 
 def checkout_url(payment_id: uuid.UUID) -> str:
@@ -204,7 +203,7 @@ def _render_checkout(
         editing=editing and payment.status in OPEN and not overdue,
         complete=complete,
         can_pay=payable and not editing,
-        can_retry=overdue or payment.status in _RETRYABLE,
+        can_retry=rules.may_pay_again(payment.status, overdue=overdue),
         overdue=overdue,
         seconds_left=formats.seconds_left(payment.expires_at, now),
         customer_name=_customer_name(payment),

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
 from flask import current_app
+
+# The port speaks the domain's words: an answer is what the money rules decide on.
+from tiketq.payments.rules import Answer
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -59,28 +61,18 @@ class GatewayTransaction:
 
 
 @dataclass(frozen=True)
-class GatewayNotification:
-    """A verified statement from the gateway about one transaction's state."""
+class NotificationHint:
+    """A notification that passed the door: signed by the gateway, its claims still unchecked.
+
+    It only says which order to ask about; what the order's state is comes from get_status.
+    """
 
     order_id: str
-    transaction_id: str | None
-    transaction_status: str
-    fraud_status: str | None
     status_code: str
-    gross_amount: Decimal
-    # Set when the gateway added a fee: what the merchant asked for, before the fee.
-    original_amount: Decimal | None
-    currency: str | None
-    payment_type: str | None
-    refund_amount: Decimal | None
-    settled_at: datetime | None
-    transaction_time: datetime | None
-    details: dict[str, Any]
+    gross_amount: str
+    transaction_status: str
+    # Identical deliveries share this key, so a redelivery costs no second status call.
     dedupe_key: str
-
-    def charged_amount(self) -> Decimal:
-        """The amount the order was charged, before any gateway fee."""
-        return self.original_amount if self.original_amount is not None else self.gross_amount
 
 
 class InvalidNotification(Exception):
@@ -89,6 +81,10 @@ class InvalidNotification(Exception):
 
 class InvalidSignature(Exception):
     """A notification whose signature is missing or wrong: not from the gateway."""
+
+
+class StatusMismatch(InvalidNotification):
+    """A signed notification whose status_code cannot go with its transaction_status."""
 
 
 class GatewayError(Exception):
@@ -121,6 +117,10 @@ class TransactionNotFound(GatewayError):
     """The gateway has no transaction with that id (normal before a method is chosen)."""
 
 
+class UntrustedAnswer(GatewayError):
+    """A status answer that is not about the transaction asked for, or whose signature fails."""
+
+
 class Gateway(Protocol):
     """What the payments domain needs from a payment gateway."""
 
@@ -128,16 +128,22 @@ class Gateway(Protocol):
         """Open a payment page for one attempt."""
         ...
 
-    def parse_notification(self, body: dict[str, Any]) -> GatewayNotification:
-        """Verify and read a notification (or a status body, which is signed the same way)."""
+    def verify_notification(self, body: dict[str, Any]) -> NotificationHint:
+        """Check a notification's signature and shape; raise InvalidNotification/Signature."""
         ...
 
     def cancel_checkout(self, token: str) -> None:
         """Close a payment page on which no method was chosen yet."""
         ...
 
-    def get_status(self, gateway_order_id: str) -> GatewayTransaction:
-        """Read a transaction's current status."""
+    def get_status(
+        self,
+        gateway_order_id: str,
+        *,
+        transaction_id: str | None = None,
+        payment_type: str | None = None,
+    ) -> Answer:
+        """The gateway's verified word on a transaction; TransactionNotFound if it has none."""
         ...
 
     def cancel(self, gateway_order_id: str) -> GatewayTransaction:

@@ -16,14 +16,15 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from tiketq.gateway import (
+    Answer,
     Checkout,
     CheckoutRequest,
     Gateway,
     GatewayError,
-    GatewayNotification,
     GatewayTimeout,
     GatewayTransaction,
     GatewayUnavailable,
+    NotificationHint,
 )
 from tiketq.metrics import MIDTRANS_ERRORS
 
@@ -56,17 +57,28 @@ class CircuitBreaker:
         """Open a payment page for one attempt."""
         return self._guard("snap.create", self._inner.create_checkout, request)
 
-    def parse_notification(self, body: dict[str, Any]) -> GatewayNotification:
-        """Verify and read a notification: local work, never refused."""
-        return self._inner.parse_notification(body)
+    def verify_notification(self, body: dict[str, Any]) -> NotificationHint:
+        """Check a notification's signature and shape: local work, never refused."""
+        return self._inner.verify_notification(body)
 
     def cancel_checkout(self, token: str) -> None:
         """Close a payment page on which no method was chosen yet."""
         return self._guard("snap.cancel", self._inner.cancel_checkout, token)
 
-    def get_status(self, gateway_order_id: str) -> GatewayTransaction:
-        """Read a transaction's current status."""
-        return self._guard("core.status", self._inner.get_status, gateway_order_id)
+    def get_status(
+        self,
+        gateway_order_id: str,
+        *,
+        transaction_id: str | None = None,
+        payment_type: str | None = None,
+    ) -> Answer:
+        """The gateway's verified word on a transaction."""
+        return self._guard(
+            "core.status",
+            lambda: self._inner.get_status(
+                gateway_order_id, transaction_id=transaction_id, payment_type=payment_type
+            ),
+        )
 
     def cancel(self, gateway_order_id: str) -> GatewayTransaction:
         """Cancel a transaction that is not paid yet."""

@@ -16,20 +16,24 @@ from midtransclient.config import ApiConfig
 from midtransclient.error_midtrans import JSONDecodeError as MidtransJSONDecodeError
 
 from tiketq.gateway import (
+    Answer,
     Checkout,
     CheckoutRequest,
     GatewayAuthError,
     GatewayError,
-    GatewayNotification,
     GatewayRejected,
     GatewayTimeout,
     GatewayTransaction,
     GatewayUnavailable,
     InvalidNotification,
     InvalidSignature,
+    NotificationHint,
+    StatusMismatch,
     TransactionNotFound,
+    UntrustedAnswer,
 )
 from tiketq.metrics import MIDTRANS_ERRORS, MIDTRANS_LATENCY
+from tiketq.payments.rules import Charge
 
 log = logging.getLogger(__name__)
 
@@ -132,12 +136,24 @@ class MidtransGateway:
             {},
         )
 
-    def get_status(self, gateway_order_id: str) -> GatewayTransaction:
-        """Read the Core API status of a transaction."""
-        transactions = self._snap.transactions
-        return _transaction(
-            self._call("core.status", gateway_order_id, transactions.status, gateway_order_id)
-        )
+    def get_status(
+        self,
+        gateway_order_id: str,
+        *,
+        transaction_id: str | None = None,
+        payment_type: str | None = None,
+    ) -> Answer:
+        """Read and verify the Core API status of a transaction, in our words."""
+        key = gateway_order_id
+        if payment_type in _LOOKUP_BY_TRANSACTION_ID and transaction_id:
+            key = transaction_id
+        body = self._call("core.status", gateway_order_id, self._snap.transactions.status, key)
+        try:
+            return read_answer(body, gateway_order_id, self._snap.api_config.server_key)
+        except UntrustedAnswer as exc:
+            raise self._failed(
+                UntrustedAnswer, "core.status", gateway_order_id, exc.detail
+            ) from None
 
     def cancel(self, gateway_order_id: str) -> GatewayTransaction:
         """Cancel a transaction through the Core API."""
@@ -165,8 +181,8 @@ class MidtransGateway:
             )
         )
 
-    def parse_notification(self, body: dict[str, Any]) -> GatewayNotification:
-        """Verify a notification's signature in constant time and read it."""
+    def verify_notification(self, body: dict[str, Any]) -> NotificationHint:
+        """Verify a notification's signature in constant time and its status_code's fit."""
         verify_signature(body, self._snap.api_config.server_key)
         return read_notification(body)
 
@@ -222,7 +238,8 @@ class MidtransGateway:
         messages: list[str] | None = None,
     ) -> GatewayError:
         MIDTRANS_ERRORS.labels(operation, kind.__name__).inc()
-        level = logging.ERROR if kind in (GatewayAuthError, GatewayUnavailable) else logging.WARNING
+        errors = (GatewayAuthError, GatewayUnavailable, UntrustedAnswer)
+        level = logging.ERROR if kind in errors else logging.WARNING
         if kind is TransactionNotFound:
             level = logging.INFO
         log.log(
@@ -282,6 +299,39 @@ def snap_body(request: CheckoutRequest) -> dict[str, Any]:
 
 
 _SIGNED = ("order_id", "status_code", "gross_amount")
+# The status_code Midtrans sends with each transaction_status (protocol notes, sections 3 and 4):
+# anything else is a tampered copy of a real notification, refused before it costs a status call.
+_STATUS_CODES = {
+    "200": frozenset(
+        {
+            "capture",
+            "settlement",
+            "authorize",
+            "refund",
+            "partial_refund",
+            "chargeback",
+            "partial_chargeback",
+        }
+    ),
+    "201": frozenset({"pending", "capture"}),  # a capture held by the fraud check reads as 201
+    "202": frozenset({"deny", "cancel", "expire", "failure"}),
+}
+# Midtrans looks these payment types up by transaction_id, not order_id (DANA).
+_LOOKUP_BY_TRANSACTION_ID = frozenset({"dana"})
+# Midtrans's words for a transaction's state, in ours.
+_CHARGES = {
+    "pending": Charge.AWAITING,
+    "authorize": Charge.AUTHORIZED,
+    "settlement": Charge.PAID,
+    "deny": Charge.DENIED,
+    "failure": Charge.FAILED,
+    "cancel": Charge.CANCELED,
+    "expire": Charge.EXPIRED,
+    "refund": Charge.REFUNDED,
+    "partial_refund": Charge.PARTIALLY_REFUNDED,
+    "chargeback": Charge.CHARGED_BACK,
+    "partial_chargeback": Charge.PARTIALLY_CHARGED_BACK,
+}
 # Receipt fields by payment type, as Midtrans names them; nothing beyond what it sends.
 _DETAIL_FIELDS = (
     "va_numbers",
@@ -299,6 +349,19 @@ _DETAIL_FIELDS = (
     "transaction_type",
     "expiry_time",
     "settlement_time",
+    "actions",
+    "qr_string",
+)
+# Fields that make two deliveries the same notification.
+_DEDUPE_FIELDS = (
+    "order_id",
+    "transaction_id",
+    "transaction_status",
+    "fraud_status",
+    "status_code",
+    "gross_amount",
+    "settlement_time",
+    "refund_amount",
 )
 
 
@@ -320,41 +383,80 @@ def verify_signature(body: dict[str, Any], server_key: str) -> None:
         raise InvalidSignature("signature_key does not match")
 
 
-def read_notification(body: dict[str, Any]) -> GatewayNotification:
-    """Read the fields we use from a verified notification or status body."""
+def read_notification(body: dict[str, Any]) -> NotificationHint:
+    """Check that a signed notification's status_code fits its transaction_status."""
     status = body.get("transaction_status")
     if not isinstance(status, str) or not status:
         raise InvalidNotification("transaction_status missing")
-    details = {k: body[k] for k in _DETAIL_FIELDS if body.get(k) not in (None, "", [])}
-    if body.get("payment_type"):
-        details["payment_type"] = body["payment_type"]
-    key_fields = (
-        "order_id",
-        "transaction_id",
-        "transaction_status",
-        "fraud_status",
-        "status_code",
-        "gross_amount",
-        "settlement_time",
-        "refund_amount",
-    )
-    dedupe = hashlib.sha256("|".join(str(body.get(k, "")) for k in key_fields).encode())
-    return GatewayNotification(
+    fitting = _STATUS_CODES.get(body["status_code"], frozenset())
+    if status.lower() not in fitting:
+        raise StatusMismatch(
+            f"status_code {body['status_code'][:8]!r} does not go with "
+            f"transaction_status {status[:32]!r}"
+        )
+    dedupe = hashlib.sha256("|".join(str(body.get(k, "")) for k in _DEDUPE_FIELDS).encode())
+    return NotificationHint(
         order_id=body["order_id"],
-        transaction_id=_text(body.get("transaction_id")),
-        transaction_status=status.lower(),
-        fraud_status=_text(body.get("fraud_status")),
         status_code=body["status_code"],
-        gross_amount=_amount(body["gross_amount"], "gross_amount"),
-        original_amount=_original_amount(body),
-        currency=_text(body.get("currency")),
-        payment_type=_text(body.get("payment_type")),
-        refund_amount=_optional_amount(body.get("refund_amount"), "refund_amount"),
-        settled_at=_time(body.get("settlement_time")),
-        transaction_time=_time(body.get("transaction_time")),
-        details=details,
+        gross_amount=body["gross_amount"],
+        transaction_status=status.lower(),
         dedupe_key=dedupe.hexdigest(),
     )
+
+
+def read_answer(body: dict[str, Any], gateway_order_id: str, server_key: str) -> Answer:
+    """Read a status answer, refusing one about another order or with a wrong signature."""
+    if body.get("order_id") != gateway_order_id:
+        raise UntrustedAnswer(
+            "core.status",
+            f"answer is about order {str(body.get('order_id'))[:64]!r}, not {gateway_order_id!r}",
+        )
+    try:
+        verify_signature(body, server_key)
+    except InvalidSignature as exc:
+        raise UntrustedAnswer("core.status", f"answer refused: {exc}") from None
+    status = body.get("transaction_status")
+    if not isinstance(status, str) or not status:
+        raise UntrustedAnswer("core.status", "answer has no transaction_status")
+    status = status.lower()
+    fraud = _text(body.get("fraud_status"))
+    charge = _charge(status, (fraud or "").lower())
+    settled_at = _time(body.get("settlement_time"))
+    details = {k: body[k] for k in _DETAIL_FIELDS if body.get(k) not in (None, "", [])}
+    try:
+        return Answer(
+            charge=charge,
+            gross_amount=_amount(body["gross_amount"], "gross_amount"),
+            original_amount=_original_amount(body),
+            currency=_text(body.get("currency")),
+            refunded=_refunded(body),
+            payment_type=_text(body.get("payment_type")),
+            transaction_id=_text(body.get("transaction_id")),
+            paid_at=settled_at or _time(body.get("transaction_time")),
+            details=details,
+            gateway_status=f"{status}/{fraud}" if fraud else status,
+        )
+    except InvalidNotification as exc:
+        raise UntrustedAnswer("core.status", f"answer refused: {exc}") from None
+
+
+def _charge(status: str, fraud: str) -> Charge:
+    if fraud == "deny" and status in {"capture", "settlement", "pending"}:
+        return Charge.FRAUD_DENIED
+    if status == "capture":
+        # A captured card is paid only once fraud screening accepts it.
+        return Charge.HELD_FOR_REVIEW if fraud == "challenge" else Charge.PAID
+    return _CHARGES.get(status, Charge.UNKNOWN)
+
+
+def _refunded(body: dict[str, Any]) -> Decimal | None:
+    """The refund total: refund_amount is cumulative; else the refunds list adds up."""
+    total = _optional_amount(body.get("refund_amount"), "refund_amount")
+    refunds = body.get("refunds")
+    if total is None and isinstance(refunds, list) and refunds:
+        amounts = [r.get("refund_amount") for r in refunds if isinstance(r, dict)]
+        total = sum((_amount(a, "refund_amount") for a in amounts), Decimal(0))
+    return total
 
 
 def _original_amount(body: dict[str, Any]) -> Decimal | None:

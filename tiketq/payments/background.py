@@ -1,4 +1,4 @@
-"""Use cases the worker runs: reconcile, expire, re-apply the inbox, deliver the outbox.
+"""Use cases the worker runs: reconcile, expire, deliver the outbox (the inbox: notifications).
 
 Every batch claims its rows with FOR UPDATE SKIP LOCKED, so workers on several machines share the
 work through PostgreSQL and never do the same row twice; each row is committed on its own.
@@ -6,43 +6,31 @@ work through PostgreSQL and never do the same row twice; each row is committed o
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.exc import OperationalError
 
 from tiketq.extensions import db
-from tiketq.gateway import Gateway, GatewayError, InvalidNotification, InvalidSignature
+from tiketq.gateway import Gateway, GatewayError
 from tiketq.outbound import Outbound
+from tiketq.payments import schedule
 from tiketq.payments.models import (
     Delivery,
     DeliveryStatus,
-    Notification,
-    NotificationOutcome,
     OutboxMessage,
     Payment,
     WorkerHeartbeat,
     utcnow,
+    work_failed,
 )
-from tiketq.payments.notifications import (
-    StoredNotification,
-    announce,
-    apply_gateway_state,
-    apply_notification,
-    fetch_gateway_state,
-)
-from tiketq.payments.schedule import retry_delay
-from tiketq.payments.status import OPEN, PaymentStatus
+from tiketq.payments.notifications import announce, apply_answer, fetch_answer, retry_delay
+from tiketq.payments.status import OPEN, PaymentStatus, StatusDetail
 
 log = logging.getLogger(__name__)
-
-# Inbox rows still "received" after this long were interrupted mid-apply (a crash, a lost database).
-STUCK_AFTER = timedelta(minutes=2)
-# Notifications for unknown orders are looked at again for this long.
-UNKNOWN_ORDER_WINDOW = timedelta(days=2)
 
 
 def _claim_each(query: sa.Select, limit: int) -> Iterator[Any]:
@@ -63,18 +51,47 @@ def _claim_each(query: sa.Select, limit: int) -> Iterator[Any]:
         yield row
 
 
+def _each_isolated(
+    job: str,
+    query: sa.Select,
+    limit: int,
+    work: Callable[[Any], object],
+    on_failure: Callable[[Any, Exception], None],
+) -> int:
+    """Run `work` on each claimed row and commit it; a row that raises is set aside, not fatal.
+
+    A lost database is the exception: it ends the job, which the next round runs again.
+    """
+    handled = 0
+    for row in _claim_each(query, limit):
+        row_id = row.id
+        handled += 1
+        try:
+            work(row)
+            db.session.commit()
+        except OperationalError:
+            raise
+        except Exception as exc:
+            db.session.rollback()
+            log.error("%s failed for row %s: %s", job, row_id, exc, exc_info=exc)
+            work_failed.send(job, error=exc)
+            on_failure(row_id, exc)
+            db.session.commit()
+    return handled
+
+
 def refresh(payment: Payment, gateway: Gateway, *, source: str, now: datetime) -> bool:
     """Ask Midtrans about a row-locked open payment and apply the answer; True if it answered."""
     payment.checks += 1
     payment.last_checked_at = now
     try:
-        state = fetch_gateway_state(payment, gateway)
+        answer = fetch_answer(payment, gateway)
     except GatewayError as exc:
         log.warning("reconcile deferred: %s", exc, extra={"payment_id": str(payment.id)})
         payment.schedule_check(now)
         return False
-    if state is not None:
-        apply_gateway_state(payment, state, source=source)
+    if answer is not None:
+        apply_answer(payment, answer, source=source, now=now)
     payment.schedule_check(now)
     return True
 
@@ -87,12 +104,20 @@ def reconcile_due(gateway: Gateway, *, now: datetime | None = None, limit: int =
         .where(Payment.next_check_at <= now, Payment.status.in_(sorted(OPEN)))
         .order_by(Payment.next_check_at)
     )
-    checked = 0
-    for payment in _claim_each(query, limit):
-        refresh(payment, gateway, source="reconcile", now=now)
-        db.session.commit()
-        checked += 1
-    return checked
+
+    def check_later(payment_id: object, _exc: Exception) -> None:
+        payment = db.session.get(Payment, payment_id)
+        if payment is not None:
+            payment.checks += 1
+            payment.next_check_at = now + retry_delay(payment.checks)
+
+    return _each_isolated(
+        "reconcile",
+        query,
+        limit,
+        lambda payment: refresh(payment, gateway, source="reconcile", now=now),
+        check_later,
+    )
 
 
 def refresh_if_stale(
@@ -128,73 +153,43 @@ def expire_overdue(gateway: Gateway, *, now: datetime | None = None, limit: int 
         .where(Payment.expires_at <= now, Payment.status.in_(sorted(OPEN)))
         .order_by(Payment.expires_at)
     )
-    expired = 0
-    for payment in _claim_each(query, limit):
-        expired += _expire(payment, gateway, now)
-        db.session.commit()
-    return expired
+    expired: list[bool] = []
+    # A payment whose expiry raised is tried again next round; the others go on meanwhile.
+    _each_isolated(
+        "expiry",
+        query,
+        limit,
+        lambda payment: expired.append(_expire(payment, gateway, now)),
+        lambda _payment_id, _exc: None,
+    )
+    return sum(expired)
 
 
 def _expire(payment: Payment, gateway: Gateway, now: datetime) -> bool:
     # A last-minute payment must win over expiry, so ask Midtrans first.
     try:
-        state = fetch_gateway_state(payment, gateway)
+        answer = fetch_answer(payment, gateway)
     except GatewayError as exc:
         log.warning("expiry deferred: %s", exc, extra={"payment_id": str(payment.id)})
         return False
-    if state is not None:
-        apply_gateway_state(payment, state, source="reconcile")
+    if answer is not None:
+        apply_answer(payment, answer, source="reconcile", now=now)
         if payment.status not in OPEN:
             return payment.status is PaymentStatus.EXPIRED
     try:
-        if state is not None:
+        if answer is not None:
             gateway.expire(payment.gateway_order_id)
         elif payment.snap_token:
             gateway.cancel_checkout(payment.snap_token)
     except GatewayError as exc:
         # Midtrans expires the transaction itself at the expiry we sent; a late payment is flagged.
         log.warning("midtrans expiry failed: %s", exc, extra={"payment_id": str(payment.id)})
-    payment.transition_to(PaymentStatus.EXPIRED, source="expiry", detail="expired_by_worker")
+    payment.transition_to(
+        PaymentStatus.EXPIRED, source="expiry", detail=StatusDetail.EXPIRED_BY_WORKER
+    )
     announce(payment)
     log.info("payment expired", extra={"payment_id": str(payment.id), "order_id": payment.order_id})
     return True
-
-
-def reapply_inbox(gateway: Gateway, *, now: datetime | None = None, limit: int = 50) -> int:
-    """Apply stored notifications whose order now exists, or whose apply was interrupted."""
-    now = now or utcnow()
-    known_order = sa.exists().where(Payment.gateway_order_id == Notification.order_id)
-    query = (
-        sa.select(Notification)
-        .where(
-            Notification.signature_ok.is_(True),
-            sa.or_(
-                sa.and_(
-                    Notification.outcome == NotificationOutcome.UNKNOWN_ORDER,
-                    Notification.received_at >= now - UNKNOWN_ORDER_WINDOW,
-                    known_order,
-                ),
-                sa.and_(
-                    Notification.outcome == NotificationOutcome.RECEIVED,
-                    Notification.received_at <= now - STUCK_AFTER,
-                ),
-            ),
-        )
-        .order_by(Notification.id)
-    )
-    handled = 0
-    for inbox in _claim_each(query, limit):
-        handled += 1
-        try:
-            notification = gateway.parse_notification(json.loads(inbox.raw_body))
-        except (InvalidSignature, InvalidNotification) as exc:
-            inbox.outcome, inbox.detail = NotificationOutcome.MALFORMED, str(exc)[:255]
-            db.session.commit()
-            continue
-        apply_notification(
-            StoredNotification(inbox.id, inbox.dedupe_key), notification, gateway=gateway
-        )
-    return handled
 
 
 def dispatch_outbox(outbound: Outbound, *, now: datetime | None = None, limit: int = 100) -> int:
@@ -206,14 +201,30 @@ def dispatch_outbox(outbound: Outbound, *, now: datetime | None = None, limit: i
         .order_by(OutboxMessage.id)
     )
     messages = list(db.session.scalars(query.limit(limit).with_for_update(skip_locked=True)))
+    dispatched = 0
     for message in messages:
-        for destination in outbound.destinations(message.event_type, message.payload["order_id"]):
-            message.deliveries.append(
-                Delivery(destination=destination.name, url=destination.url, next_attempt_at=now)
-            )
-        message.dispatched_at = now
+        try:
+            with db.session.begin_nested():
+                _dispatch(message, outbound, now)
+        except OperationalError:
+            raise
+        except Exception as exc:
+            # Left undispatched: the next round tries it again, the others go out now.
+            log.error("dispatch failed for message %s: %s", message.id, exc, exc_info=exc)
+            work_failed.send("dispatch", error=exc)
+            continue
+        dispatched += 1
     db.session.commit()
-    return len(messages)
+    return dispatched
+
+
+def _dispatch(message: OutboxMessage, outbound: Outbound, now: datetime) -> None:
+    for destination in outbound.destinations(message.event_type, message.payload["order_id"]):
+        message.deliveries.append(
+            Delivery(destination=destination.name, url=destination.url, next_attempt_at=now)
+        )
+    db.session.flush()
+    message.dispatched_at = now
 
 
 def deliver_due(
@@ -230,30 +241,44 @@ def deliver_due(
         .where(Delivery.status == DeliveryStatus.PENDING, Delivery.next_attempt_at <= now)
         .order_by(Delivery.next_attempt_at)
     )
-    attempted = 0
-    for delivery in _claim_each(query, limit):
-        attempted += 1
+
+    def attempt(delivery: Delivery) -> None:
         message = delivery.message
         sent = outbound.send(delivery.destination, delivery.url, message.event_id, message.payload)
-        delivery.attempts += 1
-        delivery.last_status_code = sent.status_code
-        delivery.last_error = sent.error
-        if sent.ok:
-            delivery.status = DeliveryStatus.DELIVERED
-            delivery.delivered_at = clock()
-        else:
-            delay = retry_delay(delivery.attempts)
-            if delay is None:
-                delivery.status = DeliveryStatus.DEAD
-                log.error(
-                    "delivery dead-lettered",
-                    extra={"delivery_id": delivery.id, "destination": delivery.destination},
-                )
-            else:
-                delivery.next_attempt_at = clock() + delay
-        # A crash before this commit loses the attempt in flight, which is then made again.
-        db.session.commit()
-    return attempted
+        _record_attempt(delivery, sent.ok, sent.status_code, sent.error, clock)
+
+    def failed(delivery_id: object, exc: Exception) -> None:
+        delivery = db.session.get(Delivery, delivery_id)
+        if delivery is not None:
+            _record_attempt(delivery, False, None, f"{type(exc).__name__}: {exc}", clock)
+
+    # A crash before an attempt's commit loses it while in flight; it is then made again.
+    return _each_isolated("delivery", query, limit, attempt, failed)
+
+
+def _record_attempt(
+    delivery: Delivery,
+    ok: bool,
+    status_code: int | None,
+    error: str | None,
+    clock: Callable[[], datetime],
+) -> None:
+    delivery.attempts += 1
+    delivery.last_status_code = status_code
+    delivery.last_error = error[:255] if error else None
+    if ok:
+        delivery.status = DeliveryStatus.DELIVERED
+        delivery.delivered_at = clock()
+        return
+    delay = schedule.retry_delay(delivery.attempts)
+    if delay is None:
+        delivery.status = DeliveryStatus.DEAD
+        log.error(
+            "delivery dead-lettered",
+            extra={"delivery_id": delivery.id, "destination": delivery.destination},
+        )
+    else:
+        delivery.next_attempt_at = clock() + delay
 
 
 def resend(delivery_id: int, *, now: datetime | None = None) -> Delivery | None:

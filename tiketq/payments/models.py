@@ -16,11 +16,20 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from tiketq.extensions import db
 from tiketq.payments.errors import InvalidTransition
 from tiketq.payments.schedule import next_check
-from tiketq.payments.status import OPEN, PAID, PaymentStatus, can_transition
+from tiketq.payments.status import (
+    OPEN,
+    PAID,
+    REJECTED_OUTCOMES,
+    NotificationOutcome,
+    PaymentStatus,
+    can_transition,
+)
 
 # Sent on every change of a payment's status, for those who count them (metrics) without the
 # domain knowing who listens: (payment, from_status=, to_status=, source=).
 status_changed = Namespace().signal("status-changed")
+# Sent when a worker job could not process a row and left it for a retry: (job, error=).
+work_failed = Namespace().signal("work-failed")
 
 
 def utcnow() -> datetime:
@@ -151,7 +160,7 @@ class Payment(db.Model):
 
     def annotate(
         self,
-        detail: str,
+        detail: str | None,
         *,
         source: str,
         review: bool = False,
@@ -218,19 +227,9 @@ class PaymentEvent(db.Model):
     payment: Mapped[Payment] = relationship(back_populates="events")
 
 
-class NotificationOutcome(StrEnum):
-    """What became of one received notification."""
-
-    RECEIVED = "received"  # stored, not applied yet (or applying failed and will be retried)
-    APPLIED = "applied"
-    DUPLICATE = "duplicate"
-    STALE = "stale"  # older than what the payment already knows; recorded and ignored
-    FLAGGED = "flagged"  # money where none was expected; a person must look
-    AMOUNT_MISMATCH = "amount_mismatch"
-    UNKNOWN_ORDER = "unknown_order"
-    BAD_SIGNATURE = "bad_signature"
-    MALFORMED = "malformed"
-    UNSUPPORTED = "unsupported"
+# Rows the worker still has to apply (or retry), and rows refused at the door.
+_WAITING = "outcome IN ('received', 'failed') AND next_attempt_at IS NOT NULL"
+_REJECTED = "outcome IN ({})".format(", ".join(f"'{o.value}'" for o in REJECTED_OUTCOMES))
 
 
 class Notification(db.Model):
@@ -254,6 +253,28 @@ class Notification(db.Model):
     outcome: Mapped[str] = mapped_column(sa.String(20), default=NotificationOutcome.RECEIVED)
     detail: Mapped[str | None] = mapped_column(sa.String(255))
     applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The worker's tries at this row: how many, when the next may start, what went wrong last.
+    attempts: Mapped[int] = mapped_column(default=0, server_default="0")
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(sa.String(255))
+    # A refused body is stored truncated; these say what it was.
+    body_length: Mapped[int | None]
+    body_sha256: Mapped[str | None] = mapped_column(sa.String(64))
+
+    __table_args__ = (
+        sa.Index(
+            "ix_notifications_waiting",
+            "next_attempt_at",
+            postgresql_where=sa.text(_WAITING),
+            sqlite_where=sa.text(_WAITING),
+        ),
+        sa.Index(
+            "ix_notifications_rejected",
+            "received_at",
+            postgresql_where=sa.text(_REJECTED),
+            sqlite_where=sa.text(_REJECTED),
+        ),
+    )
 
 
 class OutboxMessage(db.Model):

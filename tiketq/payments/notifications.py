@@ -1,149 +1,216 @@
-"""Use cases for what Midtrans says about a payment: notifications and status answers."""
+"""What Midtrans tells us: notifications stored at the door, status answers applied by the worker.
+
+A notification is only a trigger. Midtrans signs three of its fields; the rest are claims. So the
+door checks the signature and the status code, stores the row and answers, and the worker asks
+Midtrans's status API about the order (one call for every notification waiting for it) and
+applies that answer, the one way a payment learns anything from Midtrans.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.exc import OperationalError
 
 from tiketq.extensions import db
 from tiketq.gateway import (
+    Answer,
     Gateway,
     GatewayError,
-    GatewayNotification,
+    GatewayUnavailable,
     InvalidNotification,
     InvalidSignature,
+    StatusMismatch,
     TransactionNotFound,
 )
-from tiketq.payments import queries
+from tiketq.payments import queries, rules
 from tiketq.payments.models import (
     Notification,
-    NotificationOutcome,
     OutboxMessage,
     Payment,
     append_row,
     utcnow,
+    work_failed,
 )
-from tiketq.payments.status import (
-    OPEN,
-    PAID,
-    GatewayOutcome,
-    PaymentStatus,
-    can_transition,
-    from_midtrans,
-)
+from tiketq.payments.status import REJECTED_OUTCOMES, NotificationOutcome, PaymentStatus
 
 log = logging.getLogger(__name__)
 
 # PostgreSQL text refuses NUL, and UTF-8 cannot encode a lone UTF-16 surrogate.
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+# A refused body is kept only this far: enough to see what it was, too little to fill a disk.
+REFUSED_BODY_KEPT = 2048
+# Applying an order's rows raised this many times: they stay failed for a person to look at.
+MAX_APPLY_ATTEMPTS = 5
+# Notifications for unknown orders are looked at again, once the order exists, for this long.
+UNKNOWN_ORDER_WINDOW = timedelta(days=2)
+_RETRY_FIRST = timedelta(seconds=5)
+_RETRY_MAX = timedelta(minutes=10)
 
-
-# Changes other services hear about, by the status a payment reaches.
-ANNOUNCED = {
-    PaymentStatus.SUCCESS: "payment.succeeded",
-    PaymentStatus.FAILED: "payment.failed",
-    PaymentStatus.EXPIRED: "payment.expired",
-    PaymentStatus.CANCELED: "payment.canceled",
-    PaymentStatus.REFUNDED: "payment.refunded",
-}
 # Outcomes after which a redelivery of the same notification changes nothing.
-_SETTLED_OUTCOMES = {
+_SETTLED_OUTCOMES = (
     NotificationOutcome.APPLIED,
     NotificationOutcome.DUPLICATE,
     NotificationOutcome.STALE,
     NotificationOutcome.FLAGGED,
     NotificationOutcome.AMOUNT_MISMATCH,
     NotificationOutcome.UNSUPPORTED,
-}
+)
 # Redeliveries and late news, answered without a change: the bulk of a busy day's traffic.
 _ROUTINE_OUTCOMES = {NotificationOutcome.DUPLICATE, NotificationOutcome.STALE}
 
 
 @dataclass(frozen=True)
-class StoredNotification:
-    """An inbox row that passed the signature check, as much of it as applying needs."""
-
-    id: int
-    dedupe_key: str | None
-
-
-@dataclass(frozen=True)
 class Receipt:
-    """What became of one received notification, as its inbox row now says."""
+    """What the door did with one notification."""
 
     notification_id: int
     outcome: NotificationOutcome
     detail: str | None
 
 
-def receive_notification(
-    raw: bytes, *, gateway: Gateway, confirm_paid: bool = False, now: datetime | None = None
-) -> Receipt:
-    """Store a Midtrans notification, then apply it; the receipt says what became of it.
-
-    The row is committed before anything is applied, so a notification that cannot be applied
-    now (database trouble, an order we do not know yet) is never lost.
-    """
-    row: dict[str, object] = {
-        "raw_body": _UNSTORABLE.sub("\ufffd", raw.decode("utf-8", errors="replace")),
-        "received_at": now or utcnow(),
-    }
+def receive_notification(raw: bytes, *, gateway: Gateway, now: datetime | None = None) -> Receipt:
+    """Store a notification for the worker, or refuse it; no Midtrans call, no payment lock."""
+    now = now or utcnow()
     try:
         body = json.loads(raw)
     except (ValueError, RecursionError):
         body = None
     if not isinstance(body, dict):
-        return _refuse(row, NotificationOutcome.MALFORMED, "body is not a JSON object")
-    if _has_unstorable_text(body):
-        # No real notification has these; storing them as fields would fail and make Midtrans retry.
-        return _refuse(row, NotificationOutcome.MALFORMED, "body has a NUL or a lone surrogate")
-    row |= {
+        return _refuse(raw, now, NotificationOutcome.MALFORMED, "body is not a JSON object")
+    fields = {
         "order_id": _clip(body.get("order_id"), 64),
         "transaction_status": _clip(body.get("transaction_status"), 32),
         "status_code": _clip(body.get("status_code"), 8),
         "gross_amount": _clip(body.get("gross_amount"), 32),
     }
-    try:
-        notification = gateway.parse_notification(body)
-    except InvalidSignature as exc:
-        log.warning("notification refused: %s", exc, extra={"order_id": row["order_id"]})
-        return _refuse(row, NotificationOutcome.BAD_SIGNATURE, str(exc))
-    except InvalidNotification as exc:
-        return _refuse(row | {"signature_ok": True}, NotificationOutcome.MALFORMED, str(exc))
-    stored = StoredNotification(
-        _insert(row | {"signature_ok": True, "dedupe_key": notification.dedupe_key}),
-        notification.dedupe_key,
-    )
-    db.session.commit()
-    return apply_notification(stored, notification, gateway=gateway, confirm_paid=confirm_paid)
-
-
-def apply_notification(
-    stored: StoredNotification,
-    notification: GatewayNotification,
-    *,
-    gateway: Gateway,
-    confirm_paid: bool = False,
-) -> Receipt:
-    """Apply a stored, verified notification to its payment under a row lock, then commit."""
-    payment = db.session.scalar(_LOCK_PAYMENT, {"gateway_order_id": notification.order_id})
-    if payment is None:
-        return _close(stored, NotificationOutcome.UNKNOWN_ORDER, "no payment has this order id yet")
-    if _seen_before(stored):
-        return _close(
-            stored, NotificationOutcome.DUPLICATE, "same notification already handled", payment
+    if _has_unstorable_text(body):
+        # No real notification has these; storing them as fields would fail and make Midtrans retry.
+        return _refuse(
+            raw, now, NotificationOutcome.MALFORMED, "body has a NUL or a lone surrogate", fields
         )
-    if confirm_paid and _means_paid(notification):
-        # Midtrans's own recommendation: the status API is the truth before money is booked.
-        notification = gateway.parse_notification(gateway.get_status(notification.order_id).raw)
-    outcome, detail = apply_gateway_state(payment, notification, source="webhook", inbox=stored)
-    # The inbox keeps every outcome; the log tells of those that changed or flagged something.
+    try:
+        hint = gateway.verify_notification(body)
+    except InvalidSignature as exc:
+        return _refuse(raw, now, NotificationOutcome.BAD_SIGNATURE, str(exc), fields)
+    except StatusMismatch as exc:
+        fields["signature_ok"] = True
+        return _refuse(raw, now, NotificationOutcome.STATUS_MISMATCH, str(exc), fields)
+    except InvalidNotification as exc:
+        fields["signature_ok"] = True
+        return _refuse(raw, now, NotificationOutcome.MALFORMED, str(exc), fields)
+    row = fields | {
+        "raw_body": raw.decode("utf-8", errors="replace"),
+        "body_length": len(raw),
+        "received_at": now,
+        "signature_ok": True,
+        "dedupe_key": hint.dedupe_key,
+        "outcome": NotificationOutcome.RECEIVED.value,
+        "next_attempt_at": now,
+    }
+    notification_id = db.session.execute(_INSERT_INBOX, row).scalar_one()
+    db.session.commit()
+    return Receipt(notification_id, NotificationOutcome.RECEIVED, None)
+
+
+def _refuse(
+    raw: bytes,
+    now: datetime,
+    outcome: NotificationOutcome,
+    detail: str,
+    fields: dict[str, Any] | None = None,
+) -> Receipt:
+    """Store what was refused, truncated, with its length and hash, in one statement."""
+    detail = detail[:255]
+    log.warning(
+        "notification refused: %s",
+        detail,
+        extra={"outcome": outcome.value, "order_id": (fields or {}).get("order_id")},
+    )
+    kept = raw[:REFUSED_BODY_KEPT].decode("utf-8", errors="replace")
+    row = (fields or {}) | {
+        "raw_body": _UNSTORABLE.sub("\ufffd", kept),
+        "body_length": len(raw),
+        "body_sha256": hashlib.sha256(raw).hexdigest(),
+        "received_at": now,
+        "outcome": outcome.value,
+        "detail": detail,
+    }
+    for name in ("order_id", "transaction_status", "status_code", "gross_amount"):
+        if isinstance(row.get(name), str):
+            row[name] = _UNSTORABLE.sub("\ufffd", row[name])
+    notification_id = db.session.execute(_INSERT_INBOX, row).scalar_one()
+    db.session.commit()
+    return Receipt(notification_id, outcome, detail)
+
+
+def apply_waiting(gateway: Gateway, *, now: datetime | None = None, limit: int = 50) -> int:
+    """Apply waiting notifications order by order; returns how many rows were handled.
+
+    An order's rows are taken together under its payment's row lock and cost one status call.
+    Whatever goes wrong with one order is recorded on its rows and the round goes on.
+    """
+    now = now or utcnow()
+    orders = list(db.session.scalars(_ORDERS_WAITING.limit(limit), _window(now)))
+    db.session.rollback()
+    handled = 0
+    for order_id in orders:
+        claimed: list[int] = []
+        try:
+            handled += _apply_order(order_id, gateway, now, claimed)
+        except OperationalError:
+            raise  # the database is gone: the job ends and the next round tries again
+        except Exception as exc:
+            db.session.rollback()
+            _record_failure(claimed, exc, now)
+            handled += len(claimed)
+    return handled
+
+
+def _window(now: datetime) -> dict[str, datetime]:
+    return {"now": now, "unknown_since": now - UNKNOWN_ORDER_WINDOW}
+
+
+def _apply_order(order_id: str, gateway: Gateway, now: datetime, claimed: list[int]) -> int:
+    rows = list(db.session.scalars(_CLAIM_ROWS, {"order_id": order_id, **_window(now)}))
+    if not rows:
+        db.session.rollback()  # another worker has them
+        return 0
+    claimed.extend(row.id for row in rows)
+    payment = db.session.scalar(_LOCK_PAYMENT, {"gateway_order_id": order_id})
+    if payment is None:
+        _close(rows, NotificationOutcome.UNKNOWN_ORDER, "no payment has this order id yet", now)
+        db.session.commit()
+        return len(rows)
+    fresh, copies = _split_copies(rows)
+    if not fresh:
+        _close(copies, NotificationOutcome.DUPLICATE, "same notification already handled", now)
+        db.session.commit()
+        return len(rows)
+    try:
+        answer = fetch_answer(payment, gateway)
+    except GatewayError as exc:
+        _retry_later(rows, exc, now)
+        db.session.commit()
+        return len(rows)
+    payment.last_checked_at = now
+    if answer is None:
+        # A signed notification about a transaction Midtrans does not know: ask again later.
+        _retry_later(rows, TransactionNotFound("core.status", "no such transaction"), now)
+        db.session.commit()
+        return len(rows)
+    outcome, reason = apply_answer(payment, answer, source="webhook", notification_id=fresh[0].id)
+    _close(fresh[:1], outcome, reason, now, payment)
+    _close(fresh[1:], NotificationOutcome.DUPLICATE, f"answered with #{fresh[0].id}", now, payment)
+    _close(copies, NotificationOutcome.DUPLICATE, "same notification already handled", now, payment)
     log.log(
         logging.DEBUG if outcome in _ROUTINE_OUTCOMES else logging.INFO,
         "notification %s",
@@ -152,137 +219,150 @@ def apply_notification(
             "payment_id": str(payment.id),
             "order_id": payment.order_id,
             "status": payment.status,
+            "notifications": len(rows),
         },
     )
-    return _close(stored, outcome, detail, payment, applied=True)
+    db.session.commit()
+    return len(rows)
 
 
-def fetch_gateway_state(payment: Payment, gateway: Gateway) -> GatewayNotification | None:
+def _split_copies(rows: list[Notification]) -> tuple[list[Notification], list[Notification]]:
+    """Rows with news, and copies of a notification already handled (which cost no call)."""
+    keys = {row.dedupe_key for row in rows if row.dedupe_key}
+    handled = set(
+        db.session.scalars(_HANDLED_KEYS, {"keys": sorted(keys), "ids": [row.id for row in rows]})
+        if keys
+        else ()
+    )
+    fresh: list[Notification] = []
+    copies: list[Notification] = []
+    for row in rows:
+        (copies if row.dedupe_key in handled else fresh).append(row)
+    return fresh, copies
+
+
+def _close(
+    rows: Iterable[Notification],
+    outcome: NotificationOutcome,
+    detail: str | None,
+    now: datetime,
+    payment: Payment | None = None,
+) -> None:
+    for row in rows:
+        row.outcome = outcome.value
+        row.detail = detail[:255] if detail else None
+        row.attempts += 1
+        row.next_attempt_at = None
+        row.last_error = None
+        if payment is not None:
+            row.payment_id = payment.id
+            row.applied_at = now
+
+
+def _retry_later(rows: Iterable[Notification], exc: GatewayError, now: datetime) -> None:
+    """Midtrans did not answer usefully: the rows wait, and an outage is never given up on."""
+    for row in rows:
+        row.attempts += 1
+        row.last_error = str(exc)[:255]
+        gives_up = not isinstance(exc, GatewayUnavailable) and row.attempts >= MAX_APPLY_ATTEMPTS
+        if gives_up:
+            row.outcome = NotificationOutcome.FAILED.value
+        row.next_attempt_at = None if gives_up else now + retry_delay(row.attempts)
+
+
+def _record_failure(ids: list[int], exc: Exception, now: datetime) -> None:
+    """Mark an order's rows failed after applying them raised; retried a few times with backoff."""
+    log.error(
+        "applying notifications failed: %s", exc, exc_info=exc, extra={"notification_ids": ids}
+    )
+    work_failed.send("inbox", error=exc)
+    error = f"{type(exc).__name__}: {exc}"[:255]
+    for row in db.session.scalars(sa.select(Notification).where(Notification.id.in_(ids))):
+        row.outcome = NotificationOutcome.FAILED.value
+        row.attempts += 1
+        row.last_error = error
+        gives_up = row.attempts >= MAX_APPLY_ATTEMPTS
+        row.next_attempt_at = None if gives_up else now + retry_delay(row.attempts)
+    db.session.commit()
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """How long an inbox row waits after its `attempts`-th try: doubling, capped."""
+    return min(_RETRY_FIRST * 2 ** (attempts - 1), _RETRY_MAX)
+
+
+def fetch_answer(payment: Payment, gateway: Gateway) -> Answer | None:
     """Midtrans's current word on a payment; None before the traveller chose a method."""
     try:
-        body = gateway.get_status(payment.gateway_order_id).raw
+        return gateway.get_status(
+            payment.gateway_order_id,
+            transaction_id=payment.gateway_transaction_id,
+            payment_type=payment.payment_type,
+        )
     except TransactionNotFound:
         return None
-    try:
-        return gateway.parse_notification(body)
-    except (InvalidSignature, InvalidNotification) as exc:
-        raise GatewayError("core.status", f"status answer rejected: {exc}") from exc
 
 
-def apply_gateway_state(
+def apply_answer(
     payment: Payment,
-    notification: GatewayNotification,
+    answer: Answer,
     *,
     source: str,
-    inbox: StoredNotification | None = None,
+    notification_id: int | None = None,
+    now: datetime | None = None,
 ) -> tuple[NotificationOutcome, str | None]:
-    """Bring a row-locked payment in line with what Midtrans says; the caller commits."""
-    target = from_midtrans(notification.transaction_status, notification.fraud_status)
-    if target is None:
-        return NotificationOutcome.UNSUPPORTED, (
-            f"unknown transaction_status {notification.transaction_status!r}"
-        )
-    outcome, detail = _apply(payment, target, notification, source=source, inbox=inbox)
-    if outcome is not NotificationOutcome.STALE:
-        _keep_details(payment, notification)
-    return outcome, detail
+    """Bring a row-locked payment in line with Midtrans's answer; the caller commits."""
+    facts = rules.Facts(
+        status=payment.status,
+        amount=payment.amount,
+        detail=payment.status_detail,
+        refunded_amount=payment.refunded_amount,
+        # Only asked when it matters: money for an attempt that ended unpaid.
+        other_attempt_counts=payment.status is PaymentStatus.FAILED
+        and queries.counted_attempt(payment.order_id) is not None,
+    )
+    decision = rules.decide(facts, answer)
+    if decision.keep_details:
+        # Before the steps, so that what they announce carries the transaction id and type.
+        _keep_details(payment, answer)
+    if decision.refunded_amount is not None:
+        payment.refunded_amount = decision.refunded_amount
+    record: dict[str, Any] = {"source": source, "notification_id": notification_id}
+    for step in decision.steps:
+        carry_out(payment, step, record, paid_at=answer.paid_at or now or utcnow())
+    return decision.outcome, decision.reason
 
 
-def _means_paid(notification: GatewayNotification) -> bool:
-    target = from_midtrans(notification.transaction_status, notification.fraud_status)
-    return target is not None and target.status is PaymentStatus.SUCCESS
-
-
-def _keep_details(payment: Payment, notification: GatewayNotification) -> None:
-    payment.payment_details = {**payment.payment_details, **notification.details}
-    payment.payment_type = notification.payment_type or payment.payment_type
-    payment.gateway_transaction_id = notification.transaction_id or payment.gateway_transaction_id
-
-
-def _apply(
-    payment: Payment,
-    target: GatewayOutcome,
-    notification: GatewayNotification,
-    *,
-    source: str,
-    inbox: StoredNotification | None,
-) -> tuple[NotificationOutcome, str | None]:
-    """Decide and make the change one notification asks for; the status table has the last word."""
-    record: dict[str, Any] = {"source": source, "notification_id": inbox.id if inbox else None}
-    if (
-        notification.currency not in (None, "IDR")
-        or notification.charged_amount() != payment.amount
-    ):
-        detail = "amount_mismatch"
-        data = {"gross_amount": str(notification.gross_amount), "currency": notification.currency}
-        if target.status in PAID and payment.status is PaymentStatus.PENDING:
-            payment.transition_to(PaymentStatus.PROCESSING, detail=detail, data=data, **record)
-            payment.needs_review = True
-        else:
-            payment.annotate(detail, review=True, data=data, **record)
-        return (
-            NotificationOutcome.AMOUNT_MISMATCH,
-            f"{notification.gross_amount} != {payment.amount}",
-        )
-
-    if target.status is PaymentStatus.SUCCESS and payment.status not in PAID | OPEN:
-        counted = queries.counted_attempt(payment.order_id)
-        if payment.status is not PaymentStatus.FAILED or counted is not None:
-            reason = {
-                PaymentStatus.CANCELED: "paid_after_cancel",
-                PaymentStatus.EXPIRED: "paid_after_expiry",
-            }.get(payment.status, "paid_twice")
-            payment.annotate(reason, review=True, data={"needs_refund": True}, **record)
-            return NotificationOutcome.FLAGGED, reason
-
-    if target.status is payment.status:
-        if target.detail is None or target.detail == payment.status_detail:
-            return NotificationOutcome.DUPLICATE, None
-        payment.annotate(target.detail, review=target.review, **record)
-        _book_refund(payment, notification)
-        return NotificationOutcome.APPLIED, target.detail
-
-    if target.status is PaymentStatus.REFUNDED and payment.status in OPEN:
-        # A refund that overtook its settlement (the settlement is being retried) proves the
-        # payment was made: book it first, so history and messages read as if both came in order.
-        _move(payment, GatewayOutcome(PaymentStatus.SUCCESS), notification, record)
-
-    if not can_transition(payment.status, target.status):
-        if payment.status in PAID and target.status is PaymentStatus.FAILED:
-            # Permata, Mandiri bill and Indomaret can rarely reverse a settlement within minutes.
-            payment.annotate("reversed_after_settlement", review=True, **record)
-            return NotificationOutcome.FLAGGED, "reversed_after_settlement"
-        return NotificationOutcome.STALE, f"{payment.status} does not go back to {target.status}"
-
-    _move(payment, target, notification, record)
-    _book_refund(payment, notification)
-    _keep_details(payment, notification)
-    return NotificationOutcome.APPLIED, target.detail
-
-
-def _move(
-    payment: Payment,
-    target: GatewayOutcome,
-    notification: GatewayNotification,
-    record: dict[str, Any],
+def carry_out(
+    payment: Payment, step: rules.Step, record: dict[str, Any], *, paid_at: datetime | None = None
 ) -> None:
-    payment.transition_to(target.status, detail=target.detail, **record)
-    payment.needs_review = payment.needs_review or target.review
-    if target.status is PaymentStatus.SUCCESS:
-        payment.paid_at = notification.settled_at or notification.transaction_time or utcnow()
-    announce(payment)
+    """Carry out one step of a decision on a row-locked payment, announcing what it says."""
+    data = dict(step.data) if step.data else None
+    if step.status is payment.status:
+        payment.annotate(step.detail, review=step.review, data=data, **record)
+    else:
+        payment.transition_to(step.status, detail=step.detail, data=data, **record)
+        payment.needs_review = payment.needs_review or step.review
+    if step.paid:
+        payment.paid_at = paid_at or utcnow()
+    if step.announce:
+        announce(payment, step.announce)
 
 
-def _book_refund(payment: Payment, notification: GatewayNotification) -> None:
-    if payment.status is PaymentStatus.REFUNDED and notification.refund_amount is None:
-        payment.refunded_amount = payment.amount
-    elif notification.refund_amount is not None:
-        payment.refunded_amount = min(payment.amount, int(notification.refund_amount))
+def _keep_details(payment: Payment, answer: Answer) -> None:
+    details = {key: value for key, value in answer.details.items()}
+    if answer.payment_type:
+        details["payment_type"] = answer.payment_type
+    payment.payment_details = {**payment.payment_details, **details}
+    payment.payment_type = _clip(answer.payment_type, 30) or payment.payment_type
+    payment.gateway_transaction_id = (
+        _clip(answer.transaction_id, 64) or payment.gateway_transaction_id
+    )
 
 
-def announce(payment: Payment) -> None:
+def announce(payment: Payment, event_type: str | None = None) -> None:
     """Queue a message for other services about the payment's new status, in this transaction."""
-    event_type = ANNOUNCED.get(payment.status)
+    event_type = event_type or rules.ANNOUNCED.get(payment.status)
     if event_type is None:
         return
     append_row(
@@ -309,10 +389,53 @@ def announce(payment: Payment) -> None:
     )
 
 
-# Built once: constructing a statement costs more than running a cached one. The inbox is
-# written with Core statements; the ORM's flush and reload after commit would cost more than the
-# work itself on a row written and read once per request.
+def purge_rejected(*, retention: timedelta, now: datetime | None = None, limit: int = 1000) -> int:
+    """Delete refused notifications older than `retention`; returns how many went."""
+    now = now or utcnow()
+    doomed = (
+        sa.select(Notification.id)
+        .where(
+            Notification.outcome.in_([o.value for o in REJECTED_OUTCOMES]),
+            Notification.received_at < now - retention,
+        )
+        .limit(limit)
+        .scalar_subquery()
+    )
+    deleted = db.session.execute(sa.delete(Notification).where(Notification.id.in_(doomed)))
+    db.session.commit()
+    return deleted.rowcount or 0
+
+
+# Built once: constructing a statement costs more than running a cached one.
 _INBOX = Notification.__table__
+_INSERT_INBOX = sa.insert(_INBOX).returning(_INBOX.c.id)
+_FAILED = NotificationOutcome.FAILED
+_IS_WAITING = sa.and_(
+    Notification.outcome.in_(
+        [NotificationOutcome.RECEIVED.value, NotificationOutcome.FAILED.value]
+    ),
+    Notification.next_attempt_at <= sa.bindparam("now"),
+)
+# Unknown orders are looked at again only once a payment with that order id exists.
+_UNKNOWN_NOW_KNOWN = sa.and_(
+    Notification.outcome == NotificationOutcome.UNKNOWN_ORDER.value,
+    Notification.received_at >= sa.bindparam("unknown_since"),
+    sa.exists().where(Payment.gateway_order_id == Notification.order_id),
+)
+_ORDERS_WAITING = (
+    sa.select(Notification.order_id)
+    .where(sa.or_(_IS_WAITING, _UNKNOWN_NOW_KNOWN))
+    .group_by(Notification.order_id)
+    .order_by(sa.func.min(Notification.id))
+)
+_CLAIM_ROWS = (
+    sa.select(Notification)
+    .where(
+        Notification.order_id == sa.bindparam("order_id"), sa.or_(_IS_WAITING, _UNKNOWN_NOW_KNOWN)
+    )
+    .order_by(Notification.id)
+    .with_for_update(skip_locked=True)
+)
 _LOCK_PAYMENT = (
     sa.select(Payment)
     .where(Payment.gateway_order_id == sa.bindparam("gateway_order_id"))
@@ -320,59 +443,11 @@ _LOCK_PAYMENT = (
     .options(sa.orm.defer(Payment.customer), sa.orm.defer(Payment.items))
     .with_for_update()
 )
-_EARLIER_DELIVERY = (
-    sa.select(_INBOX.c.id)
-    .where(
-        _INBOX.c.dedupe_key == sa.bindparam("dedupe_key"),
-        _INBOX.c.id != sa.bindparam("notification_id"),
-        # Written into the SQL once: a bound list is expanded into it on every execution.
-        _INBOX.c.outcome.in_([sa.literal_column(f"'{o}'") for o in sorted(_SETTLED_OUTCOMES)]),
-    )
-    .limit(1)
+_HANDLED_KEYS = sa.select(Notification.dedupe_key).where(
+    Notification.dedupe_key.in_(sa.bindparam("keys", expanding=True)),
+    Notification.id.not_in(sa.bindparam("ids", expanding=True)),
+    Notification.outcome.in_([o.value for o in _SETTLED_OUTCOMES]),
 )
-_INSERT_INBOX = sa.insert(_INBOX).returning(_INBOX.c.id)
-_CLOSE_INBOX = sa.update(_INBOX).where(_INBOX.c.id == sa.bindparam("notification_id"))
-
-
-def _seen_before(stored: StoredNotification) -> bool:
-    params = {"dedupe_key": stored.dedupe_key, "notification_id": stored.id}
-    return db.session.execute(_EARLIER_DELIVERY, params).first() is not None
-
-
-def _insert(row: dict[str, object]) -> int:
-    return db.session.execute(_INSERT_INBOX, row).scalar_one()
-
-
-def _refuse(row: dict[str, object], outcome: NotificationOutcome, detail: str) -> Receipt:
-    """Store a notification that cannot be applied, with why, in one statement."""
-    detail = detail[:255]
-    notification_id = _insert(row | {"outcome": outcome.value, "detail": detail})
-    db.session.commit()
-    return Receipt(notification_id, outcome, detail)
-
-
-def _close(
-    stored: StoredNotification,
-    outcome: NotificationOutcome,
-    detail: str | None,
-    payment: Payment | None = None,
-    *,
-    applied: bool = False,
-) -> Receipt:
-    """Write the outcome on the inbox row and commit it with the payment's changes."""
-    detail = detail[:255] if detail else None
-    changes: dict[str, object] = {
-        "notification_id": stored.id,
-        "outcome": outcome.value,
-        "detail": detail,
-    }
-    if payment is not None:
-        changes["payment_id"] = payment.id
-    if applied:
-        changes["applied_at"] = utcnow()
-    db.session.execute(_CLOSE_INBOX, changes)
-    db.session.commit()
-    return Receipt(stored.id, outcome, detail)
 
 
 def _has_unstorable_text(body: object) -> bool:

@@ -22,7 +22,7 @@ from tiketq.payments.models import (
     Refund,
     WorkerHeartbeat,
 )
-from tiketq.payments.status import OPEN, PAID, PaymentStatus
+from tiketq.payments.status import OPEN, PAID, REJECTED_OUTCOMES, REVIEW_REASONS, PaymentStatus
 
 # The service we replace named payments "payment-<order_id>"; callers may still hold such ids.
 LEGACY_ID_PREFIX = "payment-"
@@ -72,22 +72,11 @@ def counted_attempt(order_id: str, *, lock: bool = False) -> Payment | None:
 
 # The ops page: what is stuck, what failed, what needs a person.
 
-# Details that put a payment on the review list (see notifications._apply and status.from_midtrans).
-REVIEW_REASONS = (
-    "amount_mismatch",
-    "fraud_challenge",
-    "paid_after_cancel",
-    "paid_after_expiry",
-    "paid_twice",
-    "reversed_after_settlement",
-    "chargeback",
-    "partial_chargeback",
-)
-# Notifications that changed nothing because they could not be trusted or placed.
-REJECTED_OUTCOMES = (
-    NotificationOutcome.BAD_SIGNATURE,
+# Notifications that changed nothing: refused at the door, for no known order, or failing.
+UNAPPLIED_OUTCOMES = (
+    *REJECTED_OUTCOMES,
     NotificationOutcome.UNKNOWN_ORDER,
-    NotificationOutcome.MALFORMED,
+    NotificationOutcome.FAILED,
 )
 
 
@@ -231,7 +220,7 @@ def rejected_notifications(
     since: datetime, *, limit: int = 10
 ) -> tuple[dict[str, int], list[Notification]]:
     """Rejected notifications received since `since` by outcome, and the latest ones of any day."""
-    rejected = Notification.outcome.in_([outcome.value for outcome in REJECTED_OUTCOMES])
+    rejected = Notification.outcome.in_([outcome.value for outcome in UNAPPLIED_OUTCOMES])
     counts: dict[str, int] = {
         outcome: count
         for outcome, count in db.session.execute(

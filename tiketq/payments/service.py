@@ -1,4 +1,4 @@
-"""Use cases of the payments domain; the only code that commits."""
+"""Use cases of the payments domain for callers and travellers: create, retry, cancel, refund."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import logging
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -22,24 +22,19 @@ from tiketq.gateway import (
     GatewayRejected,
     GatewayTimeout,
 )
-from tiketq.payments import queries
+from tiketq.payments import queries, rules
 from tiketq.payments.errors import (
     IdempotencyKeyReused,
-    InvalidOrder,
     InvalidTransition,
     PaymentConflict,
     PaymentNotFound,
 )
 from tiketq.payments.models import Payment, PaymentEvent, Refund, utcnow
-from tiketq.payments.notifications import announce, apply_gateway_state, fetch_gateway_state
+from tiketq.payments.notifications import announce, apply_answer, carry_out, fetch_answer
 from tiketq.payments.orders import ItemLine, gateway_order_id, normalise_items
-from tiketq.payments.status import OPEN, PAID, PaymentStatus
+from tiketq.payments.status import OPEN, PAID, PaymentStatus, StatusDetail
 
 log = logging.getLogger(__name__)
-
-# Longer than any gateway call may take (connect + read timeouts): a payment still without a
-# token after this long was abandoned by a process that died mid-call.
-CREATE_IN_FLIGHT = timedelta(seconds=60)
 
 
 @dataclass(frozen=True)
@@ -111,7 +106,7 @@ def create_payment(
         amount=new.amount,
         currency="IDR",
         status=PaymentStatus.PENDING,
-        status_detail="creating",
+        status_detail=StatusDetail.CREATING,
         payment_method=new.payment_method,
         description=new.description,
         customer=dict(new.customer),
@@ -123,7 +118,9 @@ def create_payment(
         updated_at=now,
     )
     payment.events.append(
-        PaymentEvent(to_status=PaymentStatus.PENDING, status_detail="creating", source="api")
+        PaymentEvent(
+            to_status=PaymentStatus.PENDING, status_detail=StatusDetail.CREATING, source="api"
+        )
     )
     db.session.add(payment)
     try:
@@ -176,33 +173,29 @@ def create_payment(
 
 def _reuse_or_end(existing: Payment, new: NewPayment, now: datetime) -> Payment | None:
     """Return the attempt a retry should get, or end it so that a new attempt can start."""
-    if existing.status in PAID:
-        raise PaymentConflict(
-            f"order {new.order_id} is already paid",
-            [{"field": "order_id", "message": f"payment {existing.id} is {existing.status}"}],
-        )
-    if existing.amount != new.amount:
-        raise PaymentConflict(
-            f"order {new.order_id} has a live payment of {existing.amount}, not {new.amount}",
-            [
-                {
-                    "field": "amount",
-                    "message": "differs from the live payment",
-                    "live": existing.amount,
-                }
-            ],
-        )
-    if existing.is_expired(now):
-        existing.transition_to(PaymentStatus.EXPIRED, source="api", detail="expired_before_retry")
-    elif existing.snap_token:
+    attempt = rules.Attempt(
+        status=existing.status,
+        amount=existing.amount,
+        has_token=bool(existing.snap_token),
+        created_at=existing.created_at,
+        expires_at=existing.expires_at,
+    )
+    verdict = rules.reuse(attempt, order_id=new.order_id, amount=new.amount, now=now)
+    if verdict is rules.Reuse.RETURN_IT:
         return existing
-    elif now - existing.created_at < CREATE_IN_FLIGHT:
+    if verdict is rules.Reuse.WAIT:
         raise PaymentConflict(
             "a payment for this order is being created; retry shortly",
             [{"field": "order_id", "message": "creation in progress"}],
         )
+    if verdict is rules.Reuse.EXPIRE_IT:
+        existing.transition_to(
+            PaymentStatus.EXPIRED, source="api", detail=StatusDetail.EXPIRED_BEFORE_RETRY
+        )
     else:
-        existing.transition_to(PaymentStatus.FAILED, source="api", detail="create_abandoned")
+        existing.transition_to(
+            PaymentStatus.FAILED, source="api", detail=StatusDetail.CREATE_ABANDONED
+        )
     if existing.snap_token is None:
         # Never usable, as after a failed Snap call: a retry with its key gets the fresh attempt.
         existing.idempotency_key = None
@@ -210,14 +203,14 @@ def _reuse_or_end(existing: Payment, new: NewPayment, now: datetime) -> Payment 
     return None
 
 
-def _failure_detail(exc: GatewayError) -> str:
+def _failure_detail(exc: GatewayError) -> StatusDetail:
     if isinstance(exc, GatewayTimeout):
-        return "gateway_timeout"
+        return StatusDetail.GATEWAY_TIMEOUT
     if isinstance(exc, GatewayAuthError):
-        return "gateway_auth_failed"
+        return StatusDetail.GATEWAY_AUTH_FAILED
     if isinstance(exc, GatewayRejected):
-        return "gateway_rejected"
-    return "gateway_unavailable"
+        return StatusDetail.GATEWAY_REJECTED
+    return StatusDetail.GATEWAY_UNAVAILABLE
 
 
 def retry_payment(
@@ -234,19 +227,20 @@ def retry_payment(
     payment = db.session.get(Payment, payment_id)
     if payment is None:
         raise PaymentNotFound("Payment not found")
-    if payment.status is PaymentStatus.CANCELED:
-        # Canceling is the caller's decision about the order; the traveller cannot undo it.
-        raise PaymentConflict(
-            "a canceled payment cannot be paid", [{"field": "status", "message": "canceled"}]
-        )
     counted = queries.counted_attempt(payment.order_id)
     if counted is not None and counted.status in PAID:
         return counted
+    if not rules.may_pay_again(payment.status, overdue=payment.is_expired(now or utcnow())):
+        # Canceling is the caller's decision about the order; the traveller cannot undo it.
+        raise PaymentConflict(
+            f"a {payment.status} payment cannot be paid again",
+            [{"field": "status", "message": str(payment.status)}],
+        )
     return create_payment(_same_order(payment), gateway=gateway, finish_url=finish_url, now=now)
 
 
 def _same_order(payment: Payment) -> NewPayment:
-    hours = max(1, round((payment.expires_at - payment.created_at).total_seconds() / 3600))
+    hours = rules.expiry_hours(payment.created_at, payment.expires_at)
     return NewPayment(
         order_id=payment.order_id,
         amount=payment.amount,
@@ -272,13 +266,6 @@ def update_customer(payment_id: uuid.UUID, *, name: str, email: str, phone: str)
     return payment
 
 
-# Midtrans refunds only these payment types, and only once settled; VA and store payments are
-# refunded outside Midtrans.
-REFUNDABLE_TYPES = frozenset(
-    {"credit_card", "gopay", "shopeepay", "dana", "ovo", "qris", "kredivo", "akulaku"}
-)
-
-
 def _locked(payment_id: uuid.UUID) -> Payment:
     payment = db.session.get(Payment, payment_id, with_for_update=True)
     if payment is None:
@@ -294,9 +281,9 @@ def cancel_payment(
     payment = _locked(payment_id)
     if payment.status not in OPEN:
         raise InvalidTransition(payment.status, PaymentStatus.CANCELED)
-    state = fetch_gateway_state(payment, gateway)
-    if state is not None:
-        apply_gateway_state(payment, state, source="api")
+    answer = fetch_answer(payment, gateway)
+    if answer is not None:
+        apply_answer(payment, answer, source="api", now=now)
         if payment.status not in OPEN:
             db.session.commit()
             raise InvalidTransition(payment.status, PaymentStatus.CANCELED)
@@ -327,20 +314,12 @@ def refund_payment(
     if existing is not None and existing.status != "requested":
         return existing
     if existing is None:
-        if payment.status is not PaymentStatus.SUCCESS:
-            raise InvalidTransition(payment.status, PaymentStatus.REFUNDED)
-        if payment.payment_type not in REFUNDABLE_TYPES:
-            raise PaymentConflict(
-                f"{payment.payment_type or 'this'} payments cannot be refunded through Midtrans",
-                [{"field": "payment_type", "refundable": sorted(REFUNDABLE_TYPES)}],
-            )
-        remaining = payment.amount - payment.refunded_amount - _refunds_in_flight(payment)
-        amount = remaining if amount is None else amount
-        if not 0 < amount <= remaining:
-            raise InvalidOrder(
-                f"refund of {amount} exceeds the {remaining} left to refund",
-                [{"field": "amount", "remaining": remaining}],
-            )
+        amount = rules.refund_amount(
+            _facts(payment),
+            payment_type=payment.payment_type,
+            in_flight=_refunds_in_flight(payment),
+            requested=amount,
+        )
         existing = Refund(
             payment_id=payment.id, refund_key=refund_key, amount=amount, reason=reason
         )
@@ -363,14 +342,20 @@ def refund_payment(
         raise
     refund.status = "succeeded"
     refund.gateway_response = answer.raw
+    step = rules.after_refund(_facts(payment), refund.amount)
     payment.refunded_amount = min(payment.amount, payment.refunded_amount + refund.amount)
-    if payment.refunded_amount == payment.amount:
-        payment.transition_to(PaymentStatus.REFUNDED, source="api", data={"refund_key": refund_key})
-        announce(payment)
-    else:
-        payment.annotate("partial_refund", source="api", data={"refund_key": refund_key})
+    carry_out(payment, replace(step, data={"refund_key": refund_key}), {"source": "api"})
     db.session.commit()
     return refund
+
+
+def _facts(payment: Payment) -> rules.Facts:
+    return rules.Facts(
+        status=payment.status,
+        amount=payment.amount,
+        detail=payment.status_detail,
+        refunded_amount=payment.refunded_amount,
+    )
 
 
 def _refund_key(payment: Payment, request_key: str | None) -> str:

@@ -1,8 +1,7 @@
-"""Payment statuses and the transitions allowed between them; pure Python."""
+"""The payments vocabulary: statuses, their details, inbox outcomes, and allowed transitions."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
 
 
@@ -18,10 +17,74 @@ class PaymentStatus(StrEnum):
     REFUNDED = "refunded"
 
 
+class StatusDetail(StrEnum):
+    """The finer truth behind a status, for callers, templates and the ops page."""
+
+    CREATING = "creating"
+    AUTHORIZED = "authorized"
+    DENIED = "denied"
+    FAILURE = "failure"
+    FRAUD_DENIED = "fraud_denied"
+    FRAUD_CHALLENGE = "fraud_challenge"
+    PARTIAL_REFUND = "partial_refund"
+    CHARGEBACK = "chargeback"
+    PARTIAL_CHARGEBACK = "partial_chargeback"
+    AMOUNT_MISMATCH = "amount_mismatch"
+    PAID_AFTER_CANCEL = "paid_after_cancel"
+    PAID_AFTER_EXPIRY = "paid_after_expiry"
+    PAID_TWICE = "paid_twice"
+    REVERSED_AFTER_SETTLEMENT = "reversed_after_settlement"
+    EXPIRED_BY_WORKER = "expired_by_worker"
+    EXPIRED_BEFORE_RETRY = "expired_before_retry"
+    CREATE_ABANDONED = "create_abandoned"
+    GATEWAY_TIMEOUT = "gateway_timeout"
+    GATEWAY_AUTH_FAILED = "gateway_auth_failed"
+    GATEWAY_REJECTED = "gateway_rejected"
+    GATEWAY_UNAVAILABLE = "gateway_unavailable"
+
+
+# Details that put a payment on the review list.
+REVIEW_REASONS = (
+    StatusDetail.AMOUNT_MISMATCH,
+    StatusDetail.FRAUD_CHALLENGE,
+    StatusDetail.PAID_AFTER_CANCEL,
+    StatusDetail.PAID_AFTER_EXPIRY,
+    StatusDetail.PAID_TWICE,
+    StatusDetail.REVERSED_AFTER_SETTLEMENT,
+    StatusDetail.CHARGEBACK,
+    StatusDetail.PARTIAL_CHARGEBACK,
+)
+
+
+class NotificationOutcome(StrEnum):
+    """What became of one received notification."""
+
+    RECEIVED = "received"  # stored, waiting for the worker (also after Midtrans failed to answer)
+    APPLIED = "applied"  # Midtrans's answer changed the payment
+    DUPLICATE = "duplicate"  # nothing new: the answer or an identical notification was applied
+    STALE = "stale"  # the answer is older than what the payment already knows
+    FLAGGED = "flagged"  # money where none was expected; a person must look
+    AMOUNT_MISMATCH = "amount_mismatch"
+    UNSUPPORTED = "unsupported"  # Midtrans answered a state we do not know
+    UNKNOWN_ORDER = "unknown_order"  # no payment has this order id (yet)
+    FAILED = "failed"  # applying raised; retried a bounded number of times
+    BAD_SIGNATURE = "bad_signature"
+    STATUS_MISMATCH = "status_mismatch"  # status_code does not fit transaction_status
+    MALFORMED = "malformed"
+
+
+# Refused at the door: stored truncated, answered 4xx, purged after REJECTED_RETENTION_DAYS.
+REJECTED_OUTCOMES = (
+    NotificationOutcome.BAD_SIGNATURE,
+    NotificationOutcome.STATUS_MISMATCH,
+    NotificationOutcome.MALFORMED,
+)
+
+
 _UNPAID_ENDS = frozenset({PaymentStatus.FAILED, PaymentStatus.CANCELED, PaymentStatus.EXPIRED})
 
 # Monotonic: nothing ever returns to pending, and cancel and expiry are final. Money that
-# arrives after them is not a transition but a flag for review (see status_detail).
+# arrives after them is not a transition but a flag for review (see StatusDetail).
 TRANSITIONS: dict[PaymentStatus, frozenset[PaymentStatus]] = {
     PaymentStatus.PENDING: frozenset(
         {PaymentStatus.PROCESSING, PaymentStatus.SUCCESS, *_UNPAID_ENDS}
@@ -49,42 +112,3 @@ def can_transition(current: PaymentStatus, new: PaymentStatus) -> bool:
 def is_final(status: PaymentStatus) -> bool:
     """Tell whether no further transition can leave `status`."""
     return not TRANSITIONS[status]
-
-
-@dataclass(frozen=True)
-class GatewayOutcome:
-    """What a gateway status means for a payment: the status it points to and why."""
-
-    status: PaymentStatus
-    detail: str | None = None
-    review: bool = False
-
-
-# Midtrans transaction_status -> our status, for the statuses that need no fraud_status.
-_MIDTRANS: dict[str, GatewayOutcome] = {
-    "pending": GatewayOutcome(PaymentStatus.PENDING),
-    "settlement": GatewayOutcome(PaymentStatus.SUCCESS),
-    "authorize": GatewayOutcome(PaymentStatus.PROCESSING, "authorized"),
-    "deny": GatewayOutcome(PaymentStatus.FAILED, "denied"),
-    "failure": GatewayOutcome(PaymentStatus.FAILED, "failure"),
-    "cancel": GatewayOutcome(PaymentStatus.CANCELED),
-    "expire": GatewayOutcome(PaymentStatus.EXPIRED),
-    "refund": GatewayOutcome(PaymentStatus.REFUNDED),
-    "partial_refund": GatewayOutcome(PaymentStatus.SUCCESS, "partial_refund"),
-    "chargeback": GatewayOutcome(PaymentStatus.REFUNDED, "chargeback", review=True),
-    "partial_chargeback": GatewayOutcome(PaymentStatus.SUCCESS, "partial_chargeback", review=True),
-}
-
-
-def from_midtrans(transaction_status: str, fraud_status: str | None) -> GatewayOutcome | None:
-    """Map Midtrans's transaction_status and fraud_status to our status; None if unknown."""
-    transaction_status = transaction_status.lower()
-    fraud = (fraud_status or "").lower()
-    if fraud == "deny" and transaction_status in {"capture", "settlement", "pending"}:
-        return GatewayOutcome(PaymentStatus.FAILED, "fraud_denied")
-    if transaction_status == "capture":
-        # A captured card is paid only once fraud screening accepts it.
-        if fraud == "challenge":
-            return GatewayOutcome(PaymentStatus.PROCESSING, "fraud_challenge", review=True)
-        return GatewayOutcome(PaymentStatus.SUCCESS)
-    return _MIDTRANS.get(transaction_status)

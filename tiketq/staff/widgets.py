@@ -116,7 +116,7 @@ def gather(now: datetime, config: Mapping[str, Any]) -> dict[str, Any]:
         "stuck": stuck,
         "review": queries.payments_to_review(),
         "review_reasons": queries.REVIEW_REASONS,
-        "rejected_outcomes": [outcome.value for outcome in queries.REJECTED_OUTCOMES],
+        "rejected_outcomes": [outcome.value for outcome in queries.UNAPPLIED_OUTCOMES],
         "rejected_counts": rejected_counts,
         "rejected": rejected,
         "backlog": queries.outbox_backlog(),

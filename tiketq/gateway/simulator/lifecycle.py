@@ -74,7 +74,8 @@ def choose_method(txn: Transaction, method: Method, outcome: str, now: datetime)
     """Apply a traveller's Snap payment with `method` and the simulated `outcome`."""
     if txn.snap_canceled_at is not None:
         raise IllegalMove("the Snap session was canceled")
-    if txn.transaction_status not in (None, "pending"):
+    # Snap keeps its page open after a denied card: the traveller may still pay another way.
+    if txn.transaction_status not in (None, "pending", "deny"):
         raise IllegalMove(f"the transaction is already {txn.transaction_status}")
     if outcome in CARD_ONLY_OUTCOMES and not method.is_card:
         raise IllegalMove(f"outcome {outcome} applies to credit_card only")
