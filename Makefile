@@ -1,4 +1,5 @@
-# make run: the service on http://127.0.0.1:$(PORT) (SQLite + the Midtrans simulator unless configured).
+# make run: the service on http://127.0.0.1:$(PORT) (SQLite + the Midtrans simulator unless configured):
+#   migrations, then the Procfile's gunicorn and background worker under honcho; Ctrl-C stops both.
 # make test: the test suite against the local PostgreSQL server.
 
 PYTHON ?= python3
@@ -21,10 +22,12 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/activate
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@ $(VENV)/.runtime
 
+# honcho reads no .env (compose's substitutions live there) and gives the worker line PORT+100,
+# hence WEB_PORT; exec leaves honcho as make's child, so SIGTERM to make reaches it too.
 run: $(VENV)/.runtime
 	$(BIN)/flask --app wsgi db upgrade
-	PROMETHEUS_MULTIPROC_DIR=$${PROMETHEUS_MULTIPROC_DIR:-$(CURDIR)/instance/prometheus} \
-		$(BIN)/gunicorn --config gunicorn.conf.py wsgi:app
+	PATH="$(abspath $(BIN)):$$PATH" WEB_PORT=$(PORT) PYTHONUNBUFFERED=1 \
+		exec $(BIN)/honcho start --env /dev/null --port $(PORT)
 
 # The simulator as its own process, for MIDTRANS_SIMULATOR=true MIDTRANS_BASE_URL=http://127.0.0.1:8004.
 simulator: $(VENV)/.runtime
