@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import OperationalError
 
 from tiketq.extensions import db
-from tiketq.gateway import Gateway, GatewayError
+from tiketq.gateway import Gateway, GatewayError, GatewayUnavailable
 from tiketq.outbound import Outbound
 from tiketq.payments import schedule
 from tiketq.payments.models import (
@@ -143,6 +143,22 @@ def refresh_if_stale(
     answered = refresh(payment, gateway, source="reconcile", now=now)
     db.session.commit()
     return answered
+
+
+def check_now(
+    payment_id: object, gateway: Gateway, *, now: datetime | None = None
+) -> Payment | None:
+    """Ask Midtrans about a payment at once, whatever its status, and apply the answer (staff)."""
+    now = now or utcnow()
+    payment = db.session.get(Payment, payment_id, with_for_update=True)
+    if payment is None:
+        db.session.rollback()
+        return None
+    answered = refresh(payment, gateway, source="ops", now=now)
+    db.session.commit()
+    if not answered:
+        raise GatewayUnavailable("core.status", "Midtrans did not answer; try again shortly")
+    return payment
 
 
 def expire_overdue(gateway: Gateway, *, now: datetime | None = None, limit: int = 50) -> int:

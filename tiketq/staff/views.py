@@ -24,6 +24,7 @@ from flask_limiter.util import get_remote_address
 from werkzeug.exceptions import HTTPException
 
 from tiketq.checkout.formats import rupiah
+from tiketq.gateway import GatewayError, current_gateway
 from tiketq.metrics import AUTH_FAILURES
 from tiketq.payments import background, queries
 from tiketq.payments.errors import PaymentNotFound
@@ -169,6 +170,28 @@ def resend(delivery_id: int) -> Response:
     log.info("delivery resent", extra={"delivery_id": delivery_id, "staff": g.staff.name})
     flash(f"Delivery {delivery_id} to {delivery.destination} is queued for another attempt.")
     return redirect(_safe_next(form.next.data), 303)
+
+
+@bp.post("/payments/<payment_id>/check")
+def check(payment_id: str) -> Response:
+    """Ask Midtrans about the payment now and apply its answer, as the worker would."""
+    form = ActionForm()
+    if not form.validate_on_submit():
+        abort(400, "The form expired; go back, reload the page and try again.")
+    try:
+        key = uuid.UUID(payment_id)
+    except ValueError:
+        raise PaymentNotFound("Payment not found") from None
+    try:
+        checked = background.check_now(key, current_gateway())
+    except GatewayError as exc:
+        flash(f"Midtrans did not answer ({exc.detail}); nothing changed. Try again shortly.")
+        return redirect(url_for("staff.payment", payment_id=payment_id), 303)
+    if checked is None:
+        raise PaymentNotFound("Payment not found")
+    log.info("payment checked", extra={"payment_id": payment_id, "staff": g.staff.name})
+    flash(f"Midtrans was asked: the payment is {checked.status}.")
+    return redirect(url_for("staff.payment", payment_id=payment_id), 303)
 
 
 @bp.errorhandler(PaymentNotFound)
