@@ -10,7 +10,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from tiketq.api import _IDEMPOTENCY_KEY
-from tiketq.payments.models import NotificationOutcome
 from tiketq.payments.orders import ORDER_ID_PATTERN
 from tiketq.schemas import (
     CancelRequest,
@@ -32,7 +31,7 @@ Auth = Literal["none", "caller", "create", "staff"]
 class NotificationAck(BaseModel):
     """What the webhook tells Midtrans; any status but 200 makes Midtrans send it again."""
 
-    outcome: NotificationOutcome
+    outcome: Literal["accepted", "bad_signature", "status_mismatch", "malformed"]
     notification_id: int
     detail: str | None
 
@@ -188,15 +187,18 @@ _NOTIFICATION = _json(
     }
 )
 _ACK = _ref(NotificationAck)
-_HANDLED = (200, _answer("Handled; Midtrans stops sending it", _ACK))
+_HANDLED = (200, _answer("Stored for the worker to apply; Midtrans stops sending it", _ACK))
 # Answers that make Midtrans send the notification again.
 _WEBHOOK_REFUSALS = {
     400: _answer(
         "Not a notification: not a JSON object, or text that cannot be stored",
         {"anyOf": [_ACK, _ref(ErrorOut)]},
     ),
-    403: _answer("The signature is missing or wrong", _ACK),
-    404: _answer("No payment has this order id yet", _ACK),
+    403: _answer(
+        "The signature is missing or wrong, or the status_code cannot go with the "
+        "transaction_status",
+        _ACK,
+    ),
 }
 
 # The one list of documented routes; a test compares it with the app's URL map.
@@ -283,7 +285,7 @@ ROUTES: tuple[Route, ...] = (
         "POST",
         "/payments/webhook",
         "receiveMidtransNotification",
-        "Midtrans's notification URL: store, verify and apply a notification",
+        "Midtrans's notification URL: verify a notification and store it for the worker",
         "webhooks",
         _HANDLED,
         (413, 503),
