@@ -7,16 +7,16 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from tests.midtrans import notification
+from tests.midtrans import settle
 from tiketq.extensions import db
 from tiketq.payments.audit import audit
 from tiketq.payments.models import Delivery, OutboxMessage, Payment, PaymentEvent, utcnow
 
 
 @pytest.fixture
-def paid(client, order_id) -> Payment:
+def paid(client, midtrans_simulator, order_id) -> Payment:
     created = client.post("/payments", json={"order_id": order_id, "amount": 150_000}).get_json()
-    client.post("/payments/webhook", json=notification(created["gateway_order_id"], "settlement"))
+    settle(client, midtrans_simulator, created["gateway_order_id"])
     return db.session.get(Payment, uuid.UUID(created["id"]))
 
 

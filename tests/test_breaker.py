@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -11,13 +12,16 @@ from tests.conftest import SERVER_KEY, app_config
 from tiketq import config, create_app
 from tiketq.gateway import (
     EXTENSION_KEY,
+    Answer,
     GatewayRejected,
     GatewayTimeout,
-    GatewayTransaction,
     GatewayUnavailable,
+    NotificationHint,
+    UntrustedAnswer,
 )
 from tiketq.gateway.breaker import CircuitBreaker
 from tiketq.gateway.midtrans import MidtransGateway
+from tiketq.payments.rules import Charge
 
 
 class Clock:
@@ -30,22 +34,38 @@ class Clock:
         return self.now
 
 
+def answer(charge: Charge = Charge.AWAITING) -> Answer:
+    return Answer(charge=charge, gross_amount=Decimal("150000.00"), gateway_status="pending")
+
+
 class Midtrans:
-    """A gateway whose next answers the test scripts: an exception to raise, or a status."""
+    """A gateway whose next answers the test scripts: an exception to raise, or a charge."""
 
     def __init__(self) -> None:
         self.calls: list[str] = []
-        self.script: list[Exception | str] = []
+        self.script: list[Exception | Charge] = []
 
-    def get_status(self, gateway_order_id: str) -> GatewayTransaction:
+    def get_status(
+        self,
+        gateway_order_id: str,
+        *,
+        transaction_id: str | None = None,
+        payment_type: str | None = None,
+    ) -> Answer:
         self.calls.append(gateway_order_id)
-        answer = self.script.pop(0) if self.script else "pending"
-        if isinstance(answer, Exception):
-            raise answer
-        return GatewayTransaction(gateway_order_id, answer, "201")
+        scripted = self.script.pop(0) if self.script else Charge.AWAITING
+        if isinstance(scripted, Exception):
+            raise scripted
+        return answer(scripted)
 
-    def parse_notification(self, body: dict[str, Any]) -> Any:
-        return body
+    def verify_notification(self, body: dict[str, Any]) -> NotificationHint:
+        return NotificationHint(
+            order_id=body["order_id"],
+            status_code="201",
+            gross_amount="150000.00",
+            transaction_status="pending",
+            dedupe_key="key",
+        )
 
 
 def timeout() -> GatewayTimeout:
@@ -75,7 +95,7 @@ def breaker(midtrans: Midtrans, clock: Clock) -> CircuitBreaker:
 
 
 def test_calls_pass_through_while_midtrans_answers(breaker, midtrans):
-    assert breaker.get_status("ORD-1").transaction_status == "pending"
+    assert breaker.get_status("ORD-1").charge is Charge.AWAITING
     assert midtrans.calls == ["ORD-1"]
 
 
@@ -96,7 +116,7 @@ def test_a_refusal_means_midtrans_is_up_and_starts_the_count_again(breaker, midt
         with pytest.raises((GatewayTimeout, GatewayRejected)):
             breaker.get_status("ORD-1")
 
-    assert breaker.get_status("ORD-1").transaction_status == "pending"
+    assert breaker.get_status("ORD-1").charge is Charge.AWAITING
     assert len(midtrans.calls) == 5
 
 
@@ -110,8 +130,8 @@ def test_after_the_cooldown_one_call_tries_and_an_answer_closes_the_circuit(
         breaker.get_status("ORD-1")
 
     clock.now += 1
-    assert breaker.get_status("ORD-1").transaction_status == "pending"
-    assert breaker.get_status("ORD-1").transaction_status == "pending"
+    assert breaker.get_status("ORD-1").charge is Charge.AWAITING
+    assert breaker.get_status("ORD-1").charge is Charge.AWAITING
     assert len(midtrans.calls) == 5
 
 
@@ -133,21 +153,48 @@ def test_while_one_call_tries_the_others_fail_fast(breaker, midtrans, clock):
     open_circuit(breaker)
     clock.now += 30
 
-    def trying(gateway_order_id: str) -> GatewayTransaction:
+    def trying(gateway_order_id: str, **_: Any) -> Answer:
         # A second caller arrives while the first is still waiting on Midtrans.
         with pytest.raises(GatewayUnavailable, match="not asked"):
             breaker.get_status("ORD-2")
-        return GatewayTransaction(gateway_order_id, "pending", "201")
+        return answer()
 
     midtrans.get_status = trying  # type: ignore[method-assign]
-    assert breaker.get_status("ORD-1").transaction_status == "pending"
+    assert breaker.get_status("ORD-1").charge is Charge.AWAITING
 
 
 def test_notifications_are_read_even_when_the_circuit_is_open(breaker, midtrans):
     midtrans.script = [timeout()] * 3
     open_circuit(breaker)
 
-    assert breaker.parse_notification({"order_id": "ORD-1"}) == {"order_id": "ORD-1"}
+    assert breaker.verify_notification({"order_id": "ORD-1"}).order_id == "ORD-1"
+
+
+def test_the_lookup_keys_reach_midtrans_through_the_breaker(breaker, midtrans):
+    seen = []
+
+    def by_transaction(gateway_order_id: str, **keys: Any) -> Answer:
+        seen.append((gateway_order_id, keys))
+        return answer(Charge.PAID)
+
+    midtrans.get_status = by_transaction  # type: ignore[method-assign]
+    got = breaker.get_status("ORD-1", transaction_id="tx-1", payment_type="dana")
+
+    assert got.charge is Charge.PAID
+    assert seen == [("ORD-1", {"transaction_id": "tx-1", "payment_type": "dana"})]
+
+
+def test_an_untrusted_answer_means_midtrans_is_up(breaker, midtrans):
+    midtrans.script = [timeout(), timeout(), UntrustedAnswer("core.status", "other order")]
+    for _ in range(3):
+        with pytest.raises((GatewayTimeout, UntrustedAnswer)):
+            breaker.get_status("ORD-1")
+
+    midtrans.script = [timeout(), timeout()]
+    for _ in range(2):
+        with pytest.raises(GatewayTimeout):
+            breaker.get_status("ORD-1")
+    assert breaker.get_status("ORD-1").charge is Charge.AWAITING
 
 
 def test_creates_answer_503_at_once_while_midtrans_is_known_to_be_slow(

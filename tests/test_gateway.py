@@ -4,22 +4,31 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
 
 import pytest
+import requests
 from flask import Flask, redirect
 
 from tests.conftest import SERVER_KEY, serve_in_thread
+from tests.midtrans import notification, sign
 from tiketq.gateway import (
     CheckoutRequest,
     GatewayAuthError,
     GatewayRejected,
     GatewayTimeout,
     GatewayUnavailable,
+    InvalidSignature,
     LineItem,
+    StatusMismatch,
     TransactionNotFound,
+    UntrustedAnswer,
 )
 from tiketq.gateway.midtrans import ENABLED_PAYMENTS, MidtransGateway, snap_body
+from tiketq.payments.rules import Charge
 
 
 def gateway(url: str, **overrides) -> MidtransGateway:
@@ -95,19 +104,132 @@ def test_status_before_a_method_is_chosen_is_not_found(midtrans_simulator, order
         adapter.get_status(order)
 
 
-def test_status_after_payment_carries_midtrans_fields(midtrans_simulator, order):
+def test_status_after_payment_is_a_verified_answer_in_our_words(midtrans_simulator, order):
     adapter = gateway(midtrans_simulator.url)
     adapter.create_checkout(checkout(order))
     midtrans_simulator.pay(order, "gopay", "settlement")
 
-    status = adapter.get_status(order)
+    answer = adapter.get_status(order)
 
-    assert (status.order_id, status.transaction_status, status.status_code) == (
-        order,
-        "settlement",
-        "200",
-    )
-    assert status.raw["gross_amount"] == "150000.00" and len(status.raw["signature_key"]) == 128
+    assert (answer.charge, answer.gateway_status) == (Charge.PAID, "settlement/accept")
+    assert (answer.gross_amount, answer.currency) == (Decimal("150000.00"), "IDR")
+    assert answer.payment_type == "gopay"
+    assert answer.transaction_id == midtrans_simulator.transaction(order)["transaction_id"]
+    assert answer.paid_at is not None and answer.refunded is None
+
+
+def test_an_expired_answer_with_code_407_reads_as_expired(midtrans_simulator, order):
+    adapter = gateway(midtrans_simulator.url)
+    adapter.create_checkout(checkout(order, method="bank_transfer"))
+    midtrans_simulator.pay(order, "bca_va", "expire")
+    core = requests.get(
+        f"{midtrans_simulator.url}/v2/{order}/status", auth=(SERVER_KEY, ""), timeout=5
+    ).json()
+    assert (core["status_code"], core["transaction_status"]) == ("407", "expire")
+
+    answer = adapter.get_status(order)
+
+    assert (answer.charge, answer.gateway_status) == (Charge.EXPIRED, "expire/accept")
+
+
+def test_a_challenged_capture_is_held_for_review(midtrans_simulator, order):
+    adapter = gateway(midtrans_simulator.url)
+    adapter.create_checkout(checkout(order, method="credit_card"))
+    midtrans_simulator.pay(order, "credit_card", "challenge")
+
+    answer = adapter.get_status(order)
+
+    assert (answer.charge, answer.gateway_status) == (Charge.HELD_FOR_REVIEW, "capture/challenge")
+    assert answer.details["masked_card"] == "48111111-1114"
+
+
+def test_refunds_read_as_their_cumulative_refund_amount(midtrans_simulator, order):
+    adapter = gateway(midtrans_simulator.url)
+    adapter.create_checkout(checkout(order))
+    midtrans_simulator.pay(order, "gopay", "settlement")
+    adapter.refund(order, refund_key=f"{order}-r1", amount=30_000, reason="seat change")
+    adapter.refund(order, refund_key=f"{order}-r2", amount=20_000, reason="meal")
+
+    partly = adapter.get_status(order)
+    adapter.refund(order, refund_key=f"{order}-r3", amount=100_000, reason="canceled trip")
+    fully = adapter.get_status(order)
+
+    assert (partly.charge, partly.refunded) == (Charge.PARTIALLY_REFUNDED, Decimal("50000.00"))
+    assert (fully.charge, fully.refunded) == (Charge.REFUNDED, Decimal("150000.00"))
+
+
+@pytest.fixture
+def answering() -> Iterator[Any]:
+    """A Midtrans stand-in whose status endpoint answers the body the test gives it."""
+    served: list = []
+
+    def serve(body: dict[str, Any]) -> MidtransGateway:
+        app = Flask("answering")
+        app.add_url_rule("/v2/<oid>/status", "status", lambda oid: body)
+        url, server = serve_in_thread(app)
+        served.append(server)
+        return gateway(url)
+
+    yield serve
+    for server in served:
+        server.shutdown()
+
+
+def status_body(order_id: str, **fields: Any) -> dict[str, Any]:
+    """A signed Core API status body of a settled bank transfer; `fields` replace its fields."""
+    body = notification(order_id, "settlement", **fields)
+    return {**body, "status_message": "Success, transaction is found"}
+
+
+def test_an_answer_about_another_order_is_refused(answering, order):
+    adapter = answering(status_body("ORD-SOMEONE-ELSE"))
+    with pytest.raises(UntrustedAnswer, match="ORD-SOMEONE-ELSE"):
+        adapter.get_status(order)
+
+
+WRONG_SIGNATURES = {
+    "another key": lambda order: sign(order, "200", "150000.00", key="SB-Mid-server-OTHER"),
+    "another amount": lambda order: sign(order, "200", "1500.00"),
+    "another status code": lambda order: sign(order, "201", "150000.00"),
+    "missing": lambda order: None,
+}
+
+
+@pytest.mark.parametrize("wrong", sorted(WRONG_SIGNATURES))
+def test_an_answer_with_a_wrong_signature_is_refused(answering, order, wrong):
+    body = status_body(order)
+    body["signature_key"] = WRONG_SIGNATURES[wrong](order)
+    if body["signature_key"] is None:
+        del body["signature_key"]
+    adapter = answering(body)
+    with pytest.raises(UntrustedAnswer, match="answer refused"):
+        adapter.get_status(order)
+
+
+def test_a_signed_answer_for_the_order_is_trusted(answering, order):
+    answer = answering(status_body(order)).get_status(order)
+    assert (answer.charge, answer.gross_amount) == (Charge.PAID, Decimal("150000.00"))
+
+
+def test_a_notification_whose_status_code_does_not_fit_is_a_status_mismatch(order):
+    adapter = gateway("http://127.0.0.1:9")
+    # Signed, so only the fit of status_code and transaction_status can refuse it.
+    with pytest.raises(StatusMismatch):
+        adapter.verify_notification(notification(order, "settlement", status_code="202"))
+    with pytest.raises(StatusMismatch):
+        adapter.verify_notification(notification(order, "expire", status_code="407"))
+
+
+def test_a_fitting_notification_is_a_hint_with_a_key_shared_by_redeliveries(order):
+    adapter = gateway("http://127.0.0.1:9")
+    body = notification(order, "capture", status_code="201", fraud_status="challenge")
+
+    hint = adapter.verify_notification(body)
+
+    assert (hint.order_id, hint.transaction_status, hint.status_code) == (order, "capture", "201")
+    assert adapter.verify_notification(dict(body)).dedupe_key == hint.dedupe_key
+    with pytest.raises(InvalidSignature):
+        adapter.verify_notification({**body, "gross_amount": "1.00"})
 
 
 def test_cancel_and_expire_move_pending_transactions(midtrans_simulator, order):

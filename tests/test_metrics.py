@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from tests.conftest import app_config
-from tests.midtrans import notification
+from tests.midtrans import apply_inbox, deliver
 from tiketq import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,27 +49,43 @@ def test_routes_are_labelled_by_template_whatever_the_ids(client):
     assert len(series(text, "tiketq_http_requests_total")) <= len(before) + 2
 
 
-def test_payments_transitions_webhooks_and_midtrans_calls_are_counted(client, order_id):
+def test_payments_transitions_webhooks_and_midtrans_calls_are_counted(
+    client, order_id, midtrans_simulator
+):
     before = client.get("/metrics").get_data(as_text=True)
     created = client.post(
         "/payments", json={"order_id": order_id, "amount": 50_000, "payment_method": "qris"}
     ).get_json()
-    body = notification(created["gateway_order_id"], "settlement", gross_amount="50000.00")
-    client.post("/payments/webhook", json=body)
-    client.post("/payments/webhook", json=body)
+    midtrans_simulator.pay(created["gateway_order_id"], "other_qris", "settlement")
+    body = midtrans_simulator.notification(created["gateway_order_id"])
+    deliver(client, midtrans_simulator, created["gateway_order_id"])
+    deliver(client, midtrans_simulator, created["gateway_order_id"])
     client.post("/payments/webhook", json={**body, "signature_key": "0" * 128})
+    stored = client.get("/metrics").get_data(as_text=True)
+    # The door only stores; the worker asks Midtrans once for both deliveries and applies.
+    apply_inbox()
     after = client.get("/metrics").get_data(as_text=True)
 
     def grew(name: str, **labels: str) -> float:
         return value(after, name, **labels) - value(before, name, **labels)
 
     assert grew("tiketq_payments_created_total", method="qris") == 1
-    assert grew("tiketq_payment_transitions_total", from_status="pending", to_status="success") == 1
-    assert grew("tiketq_webhook_notifications_total", outcome="applied") == 1
-    assert grew("tiketq_webhook_notifications_total", outcome="duplicate") == 1
+    assert (
+        grew(
+            "tiketq_payment_transitions_total",
+            from_status="pending",
+            to_status="success",
+            source="webhook",
+        )
+        == 1
+    )
+    assert grew("tiketq_webhook_notifications_total", outcome="received") == 2
     assert grew("tiketq_webhook_notifications_total", outcome="bad_signature") == 1
     assert grew("tiketq_midtrans_request_duration_seconds_count", operation="snap.create") == 1
+    assert grew("tiketq_midtrans_request_duration_seconds_count", operation="core.status") == 1
     assert "tiketq_outbox_backlog{" in after
+    assert 'tiketq_inbox_backlog{state="waiting"} 2.0' in stored
+    assert 'tiketq_inbox_backlog{state="waiting"} 0.0' in after
 
 
 def test_midtrans_errors_are_counted_by_operation_and_kind(client, order_id, midtrans_simulator):

@@ -13,6 +13,7 @@ from flask import Flask
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from tests.conftest import CLIENT_KEY, SERVER_KEY, Simulator, serve_in_thread
+from tests.inbox_worker import inbox_worker
 from tiketq.gateway import EXTENSION_KEY, simulator
 from tiketq.gateway.midtrans import MidtransGateway
 
@@ -123,7 +124,10 @@ def phone_tab(browser: Browser) -> Iterator[Tab]:
 
 @pytest.fixture
 def shop(committed, tmp_path) -> Iterator[Shop]:
-    """The service on loopback with real commits, paying through its own notifying simulator."""
+    """The service on loopback with real commits, paying through its own notifying simulator.
+
+    The notification URL only stores; a worker thread applies, as the worker process does.
+    """
     app = committed()
     url, server = serve_in_thread(app)
     sim_app = simulator.create_app(
@@ -142,6 +146,7 @@ def shop(committed, tmp_path) -> Iterator[Shop]:
         base_url=sim_url,
         timeout=(2.0, 5.0),
     )
-    yield Shop(url, Simulator(sim_url), app)
+    with inbox_worker(app):
+        yield Shop(url, Simulator(sim_url), app)
     server.shutdown()
     sim_server.shutdown()

@@ -16,7 +16,8 @@ from tiketq import create_app
 from tiketq.extensions import db
 from tiketq.payments.models import Payment, utcnow
 
-# Generous: a notification is a thread hop away and the receipt asks every 3 seconds.
+# Generous: a notification is a thread hop away, the worker applies it on its next round, and the
+# receipt asks every 3 seconds. What to pay with (a VA number, a bill key) arrives the same way.
 SETTLED = 20_000
 
 
@@ -48,7 +49,7 @@ def test_a_va_payment_shows_the_number_then_turns_paid_by_itself(shop: Shop, tab
 
     page.wait_for_url(f"**/receipt/{payment['id']}")
     va_number = page.locator("#va-number")
-    expect(va_number).to_have_text(re.compile(r"^\d{11}$"))
+    expect(va_number).to_have_text(re.compile(r"^\d{11}$"), timeout=SETTLED)
     assert va_number.inner_text() in shown
     expect(page.locator("#status-title")).to_have_text("Menunggu pembayaran")
 
@@ -103,7 +104,7 @@ def test_a_closed_popup_can_be_reopened_with_the_same_token(shop: Shop, tab: Tab
 
     pay_in_snap(page, "echannel", "pending")
     page.wait_for_url("**/receipt/**")
-    expect(page.locator("#biller-code")).to_have_text("70012")
+    expect(page.locator("#biller-code")).to_have_text("70012", timeout=SETTLED)
     expect(page.locator("#bill-key")).to_have_text(re.compile(r"^\d{12}$"))
     tab.assert_clean()
 
@@ -124,7 +125,7 @@ def test_the_pages_fit_a_360_pixel_phone(shop: Shop, phone_tab: Tab, order_id):
     snap_frame(page).locator("#pay-button").tap()
     snap_frame(page).locator("#done").tap()
     page.wait_for_url("**/receipt/**")
-    expect(page.locator("#payment-code")).to_have_text(re.compile(r"^\d{14}$"))
+    expect(page.locator("#payment-code")).to_have_text(re.compile(r"^\d{14}$"), timeout=SETTLED)
     assert page.evaluate("document.documentElement.scrollWidth") <= 360
     phone_tab.assert_clean()
 
