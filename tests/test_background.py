@@ -16,8 +16,8 @@ from tests.receiver import start_receiver
 from tiketq.extensions import db
 from tiketq.gateway import current_gateway
 from tiketq.outbound import current_outbound
-from tiketq.payments import background
-from tiketq.payments.models import Delivery, Payment, utcnow
+from tiketq.payments import background, notifications
+from tiketq.payments.models import Delivery, Notification, Payment, utcnow
 from tiketq.payments.schedule import DELIVERY_DELAYS, MAX_DELIVERY_ATTEMPTS
 from tiketq.worker import run_once
 
@@ -66,9 +66,22 @@ def make_due(app, payment: Payment) -> None:
         db.session.commit()
 
 
-def settle_by_notification(app, payment: Payment) -> None:
-    body = notification(payment.gateway_order_id, "settlement")
+def notify(app, simulator, payment: Payment) -> None:
+    """Post the notification Midtrans would send now about the payment; the worker applies it."""
+    body = simulator.notification(payment.gateway_order_id)
     assert app.test_client().post("/payments/webhook", json=body).status_code == 200
+
+
+def apply_inbox(app) -> int:
+    with app.app_context():
+        return notifications.apply_waiting(current_gateway())
+
+
+def settle_by_notification(app, simulator, payment: Payment) -> None:
+    """Paid at Midtrans, notified, and applied by the worker's inbox job."""
+    simulator.pay(payment.gateway_order_id, "bca_va", "settlement")
+    notify(app, simulator, payment)
+    assert apply_inbox(app) == 1
 
 
 def in_threads(app, job, count: int = 2) -> list:
@@ -126,10 +139,10 @@ def test_two_workers_reconcile_each_payment_once(worker_app, midtrans_simulator)
     assert [load(worker_app, p).checks for p in payments] == [1] * 12
 
 
-def test_two_workers_deliver_each_message_once(worker_app, receiver):
+def test_two_workers_deliver_each_message_once(worker_app, receiver, midtrans_simulator):
     payments = [open_payment(worker_app) for _ in range(10)]
     for payment in payments:
-        settle_by_notification(worker_app, payment)
+        settle_by_notification(worker_app, midtrans_simulator, payment)
     with worker_app.app_context():
         background.dispatch_outbox(current_outbound())
 
@@ -144,9 +157,11 @@ def test_two_workers_deliver_each_message_once(worker_app, receiver):
     assert len(events) == 10
 
 
-def test_the_confirmation_keeps_the_transaction_service_contract(worker_app, receiver):
+def test_the_confirmation_keeps_the_transaction_service_contract(
+    worker_app, receiver, midtrans_simulator
+):
     payment = open_payment(worker_app)
-    settle_by_notification(worker_app, payment)
+    settle_by_notification(worker_app, midtrans_simulator, payment)
     with worker_app.app_context():
         run_once(current_gateway(), current_outbound())
 
@@ -159,12 +174,14 @@ def test_the_confirmation_keeps_the_transaction_service_contract(worker_app, rec
     assert body["gateway_response"]["amount"] == AMOUNT
 
 
-def test_subscriber_events_are_signed_over_timestamp_and_body(worker_app, receiver):
+def test_subscriber_events_are_signed_over_timestamp_and_body(
+    worker_app, receiver, midtrans_simulator
+):
     import hashlib
     import hmac
 
     payment = open_payment(worker_app)
-    settle_by_notification(worker_app, payment)
+    settle_by_notification(worker_app, midtrans_simulator, payment)
     with worker_app.app_context():
         run_once(current_gateway(), current_outbound())
 
@@ -176,9 +193,11 @@ def test_subscriber_events_are_signed_over_timestamp_and_body(worker_app, receiv
     assert event.json()["event_id"] == event.headers["X-Tiketq-Event-Id"]
 
 
-def test_failures_are_retried_with_growing_delays_then_dead_lettered(worker_app, receiver):
+def test_failures_are_retried_with_growing_delays_then_dead_lettered(
+    worker_app, receiver, midtrans_simulator
+):
     payment = open_payment(worker_app)
-    settle_by_notification(worker_app, payment)
+    settle_by_notification(worker_app, midtrans_simulator, payment)
     receiver.script = [503] * 100
     now = utcnow()
     with worker_app.app_context():
@@ -205,9 +224,9 @@ def test_failures_are_retried_with_growing_delays_then_dead_lettered(worker_app,
     assert len(ids) == 1, "every retry carries the same event id"
 
 
-def test_a_dead_letter_can_be_resent(worker_app, receiver):
+def test_a_dead_letter_can_be_resent(worker_app, receiver, midtrans_simulator):
     payment = open_payment(worker_app)
-    settle_by_notification(worker_app, payment)
+    settle_by_notification(worker_app, midtrans_simulator, payment)
     with worker_app.app_context():
         background.dispatch_outbox(current_outbound())
         delivery = db.session.scalar(
@@ -223,9 +242,9 @@ def test_a_dead_letter_can_be_resent(worker_app, receiver):
         assert db.session.get(Delivery, delivery_id).status == "delivered"
 
 
-def test_a_404_from_the_transaction_service_is_retried(worker_app, receiver):
+def test_a_404_from_the_transaction_service_is_retried(worker_app, receiver, midtrans_simulator):
     payment = open_payment(worker_app)
-    settle_by_notification(worker_app, payment)
+    settle_by_notification(worker_app, midtrans_simulator, payment)
     receiver.script = [404]
     with worker_app.app_context():
         background.dispatch_outbox(current_outbound())
@@ -241,10 +260,10 @@ def test_a_404_from_the_transaction_service_is_retried(worker_app, receiver):
 
 
 def test_a_crash_mid_delivery_is_redelivered_with_the_same_event_id(
-    worker_app, receiver, monkeypatch
+    worker_app, receiver, midtrans_simulator, monkeypatch
 ):
     payment = open_payment(worker_app)
-    settle_by_notification(worker_app, payment)
+    settle_by_notification(worker_app, midtrans_simulator, payment)
     with worker_app.app_context():
         outbound = current_outbound()
         background.dispatch_outbox(outbound)
@@ -270,12 +289,21 @@ def test_a_crash_mid_delivery_is_redelivered_with_the_same_event_id(
     assert len(jtis) == 1
 
 
-def test_only_successes_are_confirmed_to_the_transaction_service(worker_app, receiver):
+def test_only_successes_are_confirmed_to_the_transaction_service(
+    worker_app, receiver, midtrans_simulator
+):
     payment = open_payment(worker_app)
-    body = notification(payment.gateway_order_id, "expire")
-    worker_app.test_client().post("/payments/webhook", json=body)
+    midtrans_simulator.pay(payment.gateway_order_id, "bca_va", "pending")
+    midtrans_simulator.control(
+        "POST",
+        f"/transactions/{payment.gateway_order_id}/transition",
+        {"transaction_status": "expire"},
+    ).raise_for_status()
+    notify(worker_app, midtrans_simulator, payment)
     with worker_app.app_context():
-        run_once(current_gateway(), current_outbound())
+        done = run_once(current_gateway(), current_outbound())
+    assert (done["applied"], done["dispatched"], done["delivered"]) == (1, 1, 1)
+    assert load(worker_app, payment).status == "expired"
     assert [r.path for r in receiver.received] == ["/user-service/payment-events"]
     assert receiver.received[0].json()["event_type"] == "payment.expired"
 
@@ -324,9 +352,22 @@ def test_a_last_minute_payment_wins_over_expiry(worker_app, midtrans_simulator):
 
 def test_a_late_settlement_after_expiry_is_flagged(worker_app, midtrans_simulator):
     payment = open_payment(worker_app)
+    midtrans_simulator.pay(payment.gateway_order_id, "bni_va", "pending")
+    # Our expiry call does not reach Midtrans, and the traveller pays after all.
+    midtrans_simulator.fault(status=503, operations=["core.expire"])
     with worker_app.app_context():
         background.expire_overdue(current_gateway(), now=payment.expires_at + timedelta(seconds=1))
-    settle_by_notification(worker_app, payment)
+    assert load(worker_app, payment).status == "expired"
+    midtrans_simulator.control("DELETE", "/faults")
+    midtrans_simulator.control(
+        "POST",
+        f"/transactions/{payment.gateway_order_id}/transition",
+        {"transaction_status": "settlement"},
+    ).raise_for_status()
+
+    notify(worker_app, midtrans_simulator, payment)
+    assert apply_inbox(worker_app) == 1
+
     flagged = load(worker_app, payment)
     assert (flagged.status, flagged.status_detail, flagged.needs_review) == (
         "expired",
@@ -348,18 +389,29 @@ def test_expiry_waits_while_midtrans_cannot_say_whether_it_was_paid(worker_app, 
     assert load(worker_app, payment).status == "pending"
 
 
-def test_an_unknown_order_notification_is_applied_once_the_payment_exists(worker_app):
+def test_an_unknown_order_notification_is_applied_once_the_payment_exists(
+    worker_app, midtrans_simulator
+):
     order_id = f"ORD-{uuid.uuid4().hex[:12].upper()}"
     body = notification(order_id, "settlement")
-    assert worker_app.test_client().post("/payments/webhook", json=body).status_code == 404
-    worker_app.test_client().post("/payments", json={"order_id": order_id, "amount": AMOUNT})
-
+    # The door does not look the order up: it stores the signed notification and answers.
+    assert worker_app.test_client().post("/payments/webhook", json=body).status_code == 200
+    assert apply_inbox(worker_app) == 1
     with worker_app.app_context():
-        assert background.reapply_inbox(current_gateway()) == 1
+        [row] = db.session.scalars(
+            sa.select(Notification).where(Notification.order_id == order_id)
+        ).all()
+        assert row.outcome == "unknown_order"
+
+    worker_app.test_client().post("/payments", json={"order_id": order_id, "amount": AMOUNT})
+    midtrans_simulator.pay(order_id, "bca_va", "settlement")
+
+    assert apply_inbox(worker_app) == 1
     assert (
         worker_app.test_client().get(f"/payments/payment-{order_id}").get_json()["status"]
         == "success"
     )
+    assert midtrans_simulator.calls("core.status", order_id) == 1
 
 
 def test_the_worker_command_runs_once(worker_app):

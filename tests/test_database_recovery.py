@@ -16,6 +16,10 @@ from drills.harness import Cluster
 from tests.conftest import app_config
 from tiketq import create_app
 from tiketq.extensions import db
+from tiketq.wakeup import CHANNEL, Wakeup
+
+# Generous for a busy 2-core machine: each wake-up below comes within a second or so.
+WAIT_SECONDS = 60
 
 
 @pytest.fixture
@@ -109,3 +113,21 @@ def test_a_pooled_connection_the_server_ended_is_replaced_before_use(
         second = db.session.scalar(sa.text("SELECT pg_backend_pid()"))
         assert second != first
         assert len(pings) == 1
+
+
+@pytest.mark.timeout(180)
+def test_the_worker_listens_again_after_a_database_restart(
+    cluster_app: Flask, cluster: Cluster
+) -> None:
+    with cluster_app.app_context():
+        wakeup = Wakeup(db.engine)
+        try:
+            assert wakeup.wait(WAIT_SECONDS) is True  # a new LISTEN: its caller looks once
+            cluster.restart("fast")
+            # The listener's server went away: the wait ends, and the next one listens anew.
+            assert wakeup.wait(WAIT_SECONDS) is True
+            assert wakeup.wait(WAIT_SECONDS) is True
+            sql(cluster.dsn, "SELECT pg_notify(%(channel)s, '')", {"channel": CHANNEL})
+            assert wakeup.wait(WAIT_SECONDS) is True
+        finally:
+            wakeup.close()

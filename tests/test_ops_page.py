@@ -12,15 +12,16 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
+from flask import current_app
 from werkzeug.security import generate_password_hash
 
-from tests.conftest import CLIENT_KEY, SERVER_KEY
+from tests.conftest import CLIENT_KEY, SERVER_KEY, Simulator
 from tests.midtrans import notification
 from tiketq.checkout.formats import WIB
 from tiketq.config import ConfigError, from_environ, validate
 from tiketq.extensions import db
-from tiketq.gateway import current_gateway
-from tiketq.payments import background
+from tiketq.gateway import CheckoutRequest, current_gateway
+from tiketq.payments import background, notifications
 from tiketq.payments.models import (
     Delivery,
     DeliveryStatus,
@@ -73,7 +74,13 @@ def text_of(page: str, element_id: str) -> str:
     return " ".join(html.unescape(re.sub(r"<[^>]+>", "", found.group(2))).split())
 
 
-# Seeding: payments of one day at 15:00 WIB, made and changed the way the service does it.
+# Seeding: payments of one day at 15:00 WIB, made and changed the way the service does it: each
+# has a transaction at the simulator, whose notifications are stored and applied by the worker.
+
+
+def simulator() -> Simulator:
+    """The simulator the app talks to (also for callers without the fixture, e.g. the browser)."""
+    return Simulator(current_app.config["MIDTRANS_BASE_URL"])
 
 
 def open_payment(
@@ -83,14 +90,28 @@ def open_payment(
     *,
     method: str | None = None,
     expires_in: timedelta = timedelta(hours=24),
+    charged: int | None = None,
 ) -> Payment:
+    """A payment created at `created_at`; `charged` is another amount for Midtrans to hold."""
     order_id = f"ORD-{label}-{uuid.uuid4().hex[:8].upper()}"
+    checkout = current_gateway().create_checkout(
+        CheckoutRequest(
+            gateway_order_id=order_id,
+            amount=charged or amount,
+            items=(),
+            customer={},
+            payment_method=None,
+            # The simulator's clock is the real one: its transaction must still be payable.
+            starts_at=utcnow(),
+            expires_in_minutes=24 * 60,
+        )
+    )
     payment = Payment(
         order_id=order_id,
         gateway_order_id=order_id,
         amount=amount,
         payment_method=method,
-        snap_token=uuid.uuid4().hex,
+        snap_token=checkout.token,
         expires_at=created_at + expires_in,
         request_fingerprint="seeded",
         created_at=created_at,
@@ -102,17 +123,33 @@ def open_payment(
     return payment
 
 
-def notify(order_id: str, status: str, gross_amount: str, at: datetime, **fields):
-    body = notification(order_id, status, gross_amount, **fields)
-    return receive_notification(json.dumps(body).encode(), gateway=current_gateway(), now=at)
+def notify(body: dict, at: datetime):
+    """Deliver a notification at `at` and let the worker's inbox job apply it then."""
+    receipt = receive_notification(json.dumps(body).encode(), gateway=current_gateway(), now=at)
+    notifications.apply_waiting(current_gateway(), now=at)
+    return receipt
 
 
-def pay(payment: Payment, status: str, at: datetime, **fields):
-    return notify(payment.gateway_order_id, status, f"{payment.amount}.00", at, **fields)
+def pay(payment: Payment, method: str, outcome: str, at: datetime, **fields):
+    """The traveller pays at Midtrans; its notification (plus unsigned `fields`) is applied."""
+    sim = simulator()
+    sim.pay(payment.gateway_order_id, method, outcome)
+    return notify({**sim.notification(payment.gateway_order_id), **fields}, at)
+
+
+def move(payment: Payment, transaction_status: str, at: datetime):
+    """Midtrans moves the transaction (a refund...); its notification is applied."""
+    sim = simulator()
+    sim.control(
+        "POST",
+        f"/transactions/{payment.gateway_order_id}/transition",
+        {"transaction_status": transaction_status},
+    ).raise_for_status()
+    return notify(sim.notification(payment.gateway_order_id), at)
 
 
 def seed(now: datetime) -> dict[str, Payment]:
-    """Ten attempts today, two yesterday, rejected notifications, an outbox, two workers.
+    """Ten attempts today, two yesterday, notifications not applied, an outbox, two workers.
 
     Times count back from `now`; at NOW (15:00 WIB) every comment's clock time holds.
     """
@@ -122,9 +159,9 @@ def seed(now: datetime) -> dict[str, Payment]:
 
     p = {}
     p["A"] = open_payment("A", 150_000, ago(350), method="bank_transfer")  # 09:10
-    pay(p["A"], "settlement", ago(340))
+    pay(p["A"], "bca_va", "settlement", ago(340))
     p["B"] = open_payment("B", 250_000, ago(280), method="gopay")  # 10:20
-    pay(p["B"], "settlement", ago(275), payment_type="gopay")
+    pay(p["B"], "gopay", "settlement", ago(275))
     p["C"] = open_payment("C", 100_000, ago(5), method="bank_transfer")  # 14:55
     p["D"] = open_payment("D", 400_000, ago(45))  # 14:15
     p["D"].checks, p["D"].last_checked_at = 2, ago(15)
@@ -133,23 +170,24 @@ def seed(now: datetime) -> dict[str, Payment]:
     p["E"].events[-1].created_at = ago(20)
     db.session.commit()
     p["F"] = open_payment("F", 500_000, ago(50), method="credit_card")  # 14:10
-    pay(p["F"], "deny", ago(48), payment_type="credit_card")
+    pay(p["F"], "credit_card", "deny", ago(48))
     p["G"] = open_payment("G", 1_250_000, ago(40), method="credit_card")  # 14:20
-    pay(p["G"], "capture", ago(39), payment_type="credit_card", fraud_status="challenge")
+    pay(p["G"], "credit_card", "challenge", ago(39))
     p["H"] = open_payment("H", 300_000, ago(240), method="gopay")  # 11:00
-    pay(p["H"], "settlement", ago(235), payment_type="gopay")
-    pay(p["H"], "refund", ago(180), payment_type="gopay")
-    p["I"] = open_payment("I", 200_000, ago(10), method="bank_transfer")  # 14:50
-    notify(p["I"].gateway_order_id, "settlement", "199000.00", ago(8))
+    pay(p["H"], "gopay", "settlement", ago(235))
+    move(p["H"], "refund", ago(180))
+    # Midtrans holds Rp 1.000 less than the payment asks for.
+    p["I"] = open_payment("I", 200_000, ago(10), method="bank_transfer", charged=199_000)  # 14:50
+    pay(p["I"], "bca_va", "settlement", ago(8))
     p["J"] = open_payment("J", 120_000, ago(120), method="bank_transfer")  # 13:00
     p["J"].transition_to(PaymentStatus.CANCELED, source="api")
     db.session.commit()
-    pay(p["J"], "settlement", ago(90))
+    pay(p["J"], "bca_va", "settlement", ago(90))
     # Yesterday: paid after its expiry, and one still pending long past its expiry.
     p["K"] = open_payment("K", 90_000, ago(1140), expires_in=timedelta(hours=1))  # 20:00
     p["K"].transition_to(PaymentStatus.EXPIRED, source="expiry")
     db.session.commit()
-    pay(p["K"], "settlement", ago(1050))
+    pay(p["K"], "bca_va", "settlement", ago(1050))
     p["L"] = open_payment("L", 60_000, ago(1080), expires_in=timedelta(hours=1))  # 21:00
 
     forged = notification("ORD-FORGED", "settlement")
@@ -157,7 +195,7 @@ def seed(now: datetime) -> dict[str, Payment]:
     for minutes in (30, 25, 960):
         raw = json.dumps(forged).encode()
         receive_notification(raw, gateway=current_gateway(), now=ago(minutes))
-    notify("ORD-NOBODY", "settlement", "150000.00", ago(24))
+    notify(notification("ORD-NOBODY", "settlement"), ago(24))
 
     succeeded = {
         message.payment_id: message
@@ -204,7 +242,7 @@ def seed(now: datetime) -> dict[str, Payment]:
         ),
     ]
     db.session.commit()
-    rounds = {"reconciled": 3, "expired": 1, "reapplied": 0, "dispatched": 2, "delivered": 4}
+    rounds = {"applied": 0, "reconciled": 3, "expired": 1, "dispatched": 2, "delivered": 4}
     background.record_heartbeat("worker-a:101", rounds, now=now - timedelta(seconds=10))
     background.record_heartbeat("worker-old:7", rounds, now=now - timedelta(hours=2))
     return p
@@ -555,12 +593,38 @@ def test_needs_review_counts_each_reason(dashboard, seeded):
         assert seeded[label].order_id in review
 
 
-def test_rejected_notifications_are_counted_for_today_and_the_latest_listed(dashboard):
+def test_notifications_not_applied_are_counted_for_today_and_the_latest_listed(dashboard):
+    assert text_of(dashboard, "rejected-title") == "Notifications not applied"
     assert text_of(dashboard, "rejected-bad_signature") == "2"
     assert text_of(dashboard, "rejected-unknown_order") == "1"
-    assert text_of(dashboard, "rejected-malformed") == "0"
+    for outcome in ("status_mismatch", "malformed", "failed"):
+        assert text_of(dashboard, f"rejected-{outcome}") == "0"
     rejected = re.search(r'id="rejected".*?</section>', dashboard, re.S).group(0)
     assert rejected.count("ORD-FORGED") == 3 and "ORD-NOBODY" in rejected
+    assert "no payment has this order id yet" in rejected
+
+
+def test_a_notification_that_failed_to_apply_shows_its_error_and_tries(client, seeded, monkeypatch):
+    payment = seeded["C"]
+    real = notifications.apply_answer
+
+    def poisoned(target, answer, **kwargs):
+        if target.id == payment.id:
+            raise ValueError("poison")
+        return real(target, answer, **kwargs)
+
+    monkeypatch.setattr(notifications, "apply_answer", poisoned)
+    pay(payment, "bca_va", "settlement", wib(14, 57))
+    # Its retry, after the backoff, raises again.
+    notifications.apply_waiting(current_gateway(), now=wib(14, 58))
+
+    log_in(client)
+    page = client.get("/ops").text
+    assert text_of(page, "rejected-failed") == "1"
+    rejected = re.search(r'id="rejected".*?</section>', page, re.S).group(0)
+    [row] = [r for r in re.findall(r"<tr><td>.*?</tr>", rejected, re.S) if payment.order_id in r]
+    assert ">failed<" in row and "ValueError: poison" in row and "(2 tries)" in row
+    assert db.session.get(Payment, payment.id).status == "pending"
 
 
 def test_the_outbox_backlog_and_its_dead_letters(dashboard, seeded):
@@ -579,9 +643,10 @@ def test_workers_and_the_last_reconcile(dashboard):
     worker = re.search(r'id="worker".*?</section>', dashboard, re.S).group(0)
     alive, silent = worker.index("worker-a:101"), worker.index("worker-old:7")
     assert "alive" in worker[alive:silent] and "silent" in worker[silent:]
-    assert "delivered 4, dispatched 2, expired 1, reapplied 0, reconciled 3" in worker
+    assert "applied 0, delivered 4, dispatched 2, expired 1, reconciled 3" in worker
     assert text_of(dashboard, "reconcile-changed") == "2026-03-14 14:40:00 WIB"
-    assert text_of(dashboard, "reconcile-checked") == "2026-03-14 14:45:00 WIB"
+    # The inbox job asks Midtrans too: I's notification, applied at 14:52, is the latest ask.
+    assert text_of(dashboard, "reconcile-checked") == "2026-03-14 14:52:00 WIB"
 
 
 def test_an_empty_database_shows_zeros_and_no_worker(client):
@@ -688,9 +753,9 @@ def test_the_payment_page_shows_notifications_refused_before_they_were_matched(c
 def test_hostile_text_in_a_notification_is_escaped(client, seeded):
     payment = seeded["C"]
     hostile = "</pre><script>alert(1)</script><img src=x onerror=alert(2)>"
-    pay(payment, "pending", wib(14, 57), custom_field1=hostile)
-    forged = notification("<img src=x onerror=alert(3)>", "settlement")
-    receive_notification(json.dumps(forged).encode(), gateway=current_gateway(), now=wib(14, 58))
+    pay(payment, "bca_va", "pending", wib(14, 57), custom_field1=hostile)
+    # Signed, for an order nobody has: listed as not applied, its order id shown.
+    notify(notification("<img src=x onerror=alert(3)>", "settlement"), wib(14, 58))
     log_in(client)
     for page in (client.get(f"/ops/payments/{payment.id}").text, client.get("/ops").text):
         assert "<script>alert" not in page and "<img src=x" not in page
@@ -768,7 +833,14 @@ def test_the_worker_reports_a_heartbeat_after_each_round(app, client, monkeypatc
     assert result.exit_code == 0, result.output
     beat = db.session.scalar(sa.select(WorkerHeartbeat))
     assert beat.worker_id.endswith(f":{os.getpid()}")
-    assert set(beat.last_round) == {"reconciled", "expired", "reapplied", "dispatched", "delivered"}
+    assert set(beat.last_round) == {
+        "applied",
+        "reconciled",
+        "expired",
+        "dispatched",
+        "delivered",
+        "purged",
+    }
     log_in(client)
     assert "alive" in re.search(r'id="worker".*?</section>', client.get("/ops").text, re.S).group(0)
 

@@ -41,9 +41,14 @@ class Wakeup:
         return self._stopped
 
     def wait(self, timeout: float) -> bool:
-        """Wait up to `timeout` seconds; True if woken by a notification or a stop."""
+        """Wait up to `timeout` seconds; True if woken by a notification, a stop or a new LISTEN."""
         sources: list[Any] = [self._stop_read]
+        fresh = self._listening is None
         listening = self._listen()
+        if listening is not None and fresh:
+            # What was stored before this LISTEN (since the caller last looked, or while the
+            # listener was lost) notified nobody: wake the caller to look at the inbox once.
+            return True
         if listening is not None:
             sources.append(listening)
         ready, _, _ = select.select(sources, [], [], max(timeout, 0.0))
@@ -68,9 +73,12 @@ class Wakeup:
             return self._listening
         try:
             raw = self._engine.raw_connection()
+            # Taken before detach(), which drops the fairy's record and with it driver_connection.
+            connection = raw.driver_connection
             # Out of the pool for good: a listening connection must stay in autocommit.
             raw.detach()
-            connection = raw.driver_connection
+            # A checkout's ping may have begun a transaction, in which autocommit cannot be set.
+            connection.rollback()
             connection.autocommit = True
             with connection.cursor() as cursor:
                 cursor.execute(f"LISTEN {CHANNEL}")

@@ -277,7 +277,25 @@ def _record_failure(ids: list[int], exc: Exception, now: datetime) -> None:
     )
     work_failed.send("inbox", error=exc)
     error = f"{type(exc).__name__}: {exc}"[:255]
-    for row in db.session.scalars(sa.select(Notification).where(Notification.id.in_(ids))):
+    # The rollback released the rows: only those no other worker has applied since are marked.
+    still_waiting = (
+        sa.select(Notification)
+        .where(
+            Notification.id.in_(ids),
+            Notification.outcome.in_(
+                [
+                    o.value
+                    for o in (
+                        NotificationOutcome.RECEIVED,
+                        _FAILED,
+                        NotificationOutcome.UNKNOWN_ORDER,
+                    )
+                ]
+            ),
+        )
+        .with_for_update(skip_locked=True)
+    )
+    for row in db.session.scalars(still_waiting):
         row.outcome = NotificationOutcome.FAILED.value
         row.attempts += 1
         row.last_error = error
