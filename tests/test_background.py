@@ -12,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.midtrans import notification
+from tests.payments import open_payment
 from tests.receiver import start_receiver
 from tiketq.extensions import db
 from tiketq.gateway import current_gateway
@@ -39,14 +40,6 @@ def worker_app(committed, receiver):
         EVENT_SUBSCRIBER_URLS=[receiver.url + "/user-service/payment-events"],
         EVENT_SIGNING_SECRET="subscriber-secret",
     )
-
-
-def open_payment(app, amount: int = AMOUNT) -> Payment:
-    order_id = f"ORD-{uuid.uuid4().hex[:12].upper()}"
-    created = app.test_client().post("/payments", json={"order_id": order_id, "amount": amount})
-    assert created.status_code == 201
-    with app.app_context():
-        return db.session.get(Payment, uuid.UUID(created.get_json()["id"]))
 
 
 def load(app, payment: Payment) -> Payment:

@@ -17,6 +17,7 @@ from werkzeug.security import generate_password_hash
 
 from tests.conftest import CLIENT_KEY, SERVER_KEY, Simulator
 from tests.midtrans import notification
+from tests.payments import poison
 from tiketq.checkout.formats import WIB
 from tiketq.config import ConfigError, from_environ, validate
 from tiketq.extensions import db
@@ -606,14 +607,7 @@ def test_notifications_not_applied_are_counted_for_today_and_the_latest_listed(d
 
 def test_a_notification_that_failed_to_apply_shows_its_error_and_tries(client, seeded, monkeypatch):
     payment = seeded["C"]
-    real = notifications.apply_answer
-
-    def poisoned(target, answer, **kwargs):
-        if target.id == payment.id:
-            raise ValueError("poison")
-        return real(target, answer, **kwargs)
-
-    monkeypatch.setattr(notifications, "apply_answer", poisoned)
+    poison(monkeypatch, notifications, "apply_answer", payment)
     pay(payment, "bca_va", "settlement", wib(14, 57))
     # Its retry, after the backoff, raises again.
     notifications.apply_waiting(current_gateway(), now=wib(14, 58))

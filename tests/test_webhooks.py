@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import SERVER_KEY
 from tests.midtrans import apply_inbox, deliver, notification, settle, sign
+from tests.payments import poison
 from tiketq.extensions import db
 from tiketq.gateway import current_gateway
 from tiketq.payments import notifications
@@ -458,14 +459,7 @@ def test_a_row_that_raises_is_marked_failed_and_the_round_goes_on(
     midtrans_simulator.pay(healthy["gateway_order_id"], "bca_va", "settlement")
     deliver(client, midtrans_simulator, payment.gateway_order_id)
     deliver(client, midtrans_simulator, healthy["gateway_order_id"])
-    real = notifications.apply_answer
-
-    def poisoned(target, answer, **kwargs):
-        if target.id == payment.id:
-            raise ValueError("poison")
-        return real(target, answer, **kwargs)
-
-    monkeypatch.setattr(notifications, "apply_answer", poisoned)
+    poison(monkeypatch, notifications, "apply_answer", payment)
     apply_inbox()
 
     assert client.get(f"/payments/{healthy['id']}").get_json()["status"] == "success"

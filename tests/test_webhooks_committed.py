@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import threading
-import uuid
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import OperationalError
 
 from tests.conftest import TEST_DATABASE_URL
+from tests.payments import open_payment
 from tiketq import worker
 from tiketq.extensions import db
 from tiketq.gateway import current_gateway
@@ -18,14 +18,6 @@ from tiketq.payments.models import Notification, OutboxMessage, Payment
 
 # Generous for a busy 2-core machine: a request or a worker round takes well under a second.
 JOIN_SECONDS = 30
-
-
-def open_payment(app, amount: int = 150_000) -> Payment:
-    order_id = f"ORD-{uuid.uuid4().hex[:12].upper()}"
-    created = app.test_client().post("/payments", json={"order_id": order_id, "amount": amount})
-    assert created.status_code == 201
-    with app.app_context():
-        return db.session.get(Payment, uuid.UUID(created.get_json()["id"]))
 
 
 def state(app, payment: Payment) -> tuple[str, list[str], list[str]]:

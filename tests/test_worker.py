@@ -19,6 +19,7 @@ import sqlalchemy as sa
 
 from tests.conftest import CLIENT_KEY, SERVER_KEY, TEST_DATABASE_URL
 from tests.midtrans import notification
+from tests.payments import open_payment, poison
 from tests.receiver import start_receiver
 from tiketq import worker
 from tiketq.extensions import db
@@ -167,14 +168,6 @@ def worker_process(committed, midtrans_simulator) -> Iterator[WorkerProcess]:
         running.kill()
 
 
-def open_payment(app, amount: int = AMOUNT) -> Payment:
-    order_id = f"ORD-{uuid.uuid4().hex[:12].upper()}"
-    created = app.test_client().post("/payments", json={"order_id": order_id, "amount": amount})
-    assert created.status_code == 201
-    with app.app_context():
-        return db.session.get(Payment, uuid.UUID(created.get_json()["id"]))
-
-
 def status_of(app, payment: Payment) -> str:
     with app.app_context():
         try:
@@ -282,18 +275,6 @@ def failures() -> Iterator[list[str]]:
     work_failed.connect(count)
     yield seen
     work_failed.disconnect(count)
-
-
-def poison(monkeypatch, module, name: str, bad: Payment) -> None:
-    """Make `module.name(payment, ...)` raise for the payment `bad` only."""
-    real = getattr(module, name)
-
-    def poisoned(target, *args, **kwargs):
-        if target.id == bad.id:
-            raise ValueError("poison")
-        return real(target, *args, **kwargs)
-
-    monkeypatch.setattr(module, name, poisoned)
 
 
 def inbox_rows(app, payment: Payment) -> list[Notification]:
