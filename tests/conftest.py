@@ -179,7 +179,8 @@ def database(midtrans_simulator: Simulator) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def app(database: str, midtrans_simulator: Simulator) -> Iterator[Flask]:
     """The app, talking to the simulator over HTTP; each test runs in a rolled-back transaction."""
-    app = create_app(app_config(MIDTRANS_BASE_URL=midtrans_simulator.url))
+    # One connection carries each test's transaction: the worker's threads must not share it.
+    app = create_app(app_config(MIDTRANS_BASE_URL=midtrans_simulator.url, WORKER_INBOX_THREADS=1))
     yield app
     with app.app_context():
         db.engine.dispose()

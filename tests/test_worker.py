@@ -26,7 +26,14 @@ from tiketq.extensions import db
 from tiketq.gateway import current_gateway
 from tiketq.outbound import TRANSACTION_SERVICE, Outbound, current_outbound
 from tiketq.payments import background, notifications
-from tiketq.payments.models import Delivery, Notification, Payment, utcnow, work_failed
+from tiketq.payments.models import (
+    Delivery,
+    Notification,
+    OutboxMessage,
+    Payment,
+    utcnow,
+    work_failed,
+)
 from tiketq.wakeup import Wakeup
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -385,3 +392,33 @@ def test_a_reconcile_that_raises_checks_that_payment_later_and_the_others_now(
         # Not due again in this round's time: the next round asks about the others first.
         assert background.reconcile_due(current_gateway(), now=now) == 0
     assert failures == ["reconcile"]
+
+
+# Several orders at once: each waits for Midtrans in a session of its own.
+
+
+def test_orders_applied_in_threads_each_cost_one_call_and_one_confirmation(
+    committing_app, midtrans_simulator
+):
+    payments = [open_payment(committing_app) for _ in range(8)]
+    for payment in payments:
+        midtrans_simulator.pay(payment.gateway_order_id, "bca_va", "settlement")
+        notify(committing_app, midtrans_simulator, payment)
+        notify(committing_app, midtrans_simulator, payment)
+    midtrans_simulator.reset_calls()
+    # Slow answers make the threads overlap, as a real Midtrans does.
+    midtrans_simulator.fault(delay_seconds=0.3, operations=["core.status"])
+
+    with committing_app.app_context():
+        handled = notifications.apply_waiting(current_gateway(), threads=4)
+
+    assert handled == 16
+    assert {status_of(committing_app, p) for p in payments} == {"success"}
+    assert midtrans_simulator.calls("core.status") == 8
+    with committing_app.app_context():
+        confirmations = db.session.scalar(
+            sa.select(sa.func.count())
+            .select_from(OutboxMessage)
+            .where(OutboxMessage.event_type == "payment.succeeded")
+        )
+    assert confirmations == 8

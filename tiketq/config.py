@@ -160,6 +160,8 @@ def from_environ(env: Mapping[str, str], instance_path: str) -> dict[str, Any]:
         "WORKER_BATCH": _int(env, "WORKER_BATCH", 50),
         # The inbox is looked at this often even when no wake-up comes (SQLite has none).
         "WORKER_INBOX_POLL": _float(env, "WORKER_INBOX_POLL", 1.0),
+        # Orders applied at once: each mostly waits for Midtrans's status answer.
+        "WORKER_INBOX_THREADS": _int(env, "WORKER_INBOX_THREADS", 4),
         "REJECTED_RETENTION_DAYS": _float(env, "REJECTED_RETENTION_DAYS", 7.0),
         "MAX_CONTENT_LENGTH": _int(env, "MAX_CONTENT_LENGTH", 64 * 1024),
         "DOCS_ENABLED": _flag(env, "DOCS_ENABLED") is not False,

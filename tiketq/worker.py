@@ -35,7 +35,7 @@ def run_once(gateway: Gateway, outbound: Outbound, *, batch: int = 50) -> dict[s
     retention = timedelta(days=current_app.config["REJECTED_RETENTION_DAYS"])
     return _run(
         {
-            "applied": lambda: notifications.apply_waiting(gateway, limit=batch),
+            "applied": lambda: _apply(gateway, batch),
             "reconciled": lambda: background.reconcile_due(gateway, limit=batch),
             "expired": lambda: background.expire_overdue(gateway, limit=batch),
             "dispatched": lambda: background.dispatch_outbox(outbound, limit=batch),
@@ -47,7 +47,14 @@ def run_once(gateway: Gateway, outbound: Outbound, *, batch: int = 50) -> dict[s
 
 def apply_inbox(gateway: Gateway, *, batch: int = 50) -> dict[str, int]:
     """Apply the waiting notifications only: what a wake-up between full rounds does."""
-    return _run({"applied": lambda: notifications.apply_waiting(gateway, limit=batch)})
+    return _run({"applied": lambda: _apply(gateway, batch)})
+
+
+def _apply(gateway: Gateway, batch: int) -> int:
+    # SQLite takes one writer at a time: threads would only queue for its lock.
+    postgresql = db.engine.dialect.name == "postgresql"
+    threads = current_app.config["WORKER_INBOX_THREADS"] if postgresql else 1
+    return notifications.apply_waiting(gateway, limit=batch, threads=threads)
 
 
 def _run(jobs: dict[str, Callable[[], int]]) -> dict[str, int]:

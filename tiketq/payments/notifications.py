@@ -13,11 +13,13 @@ import json
 import logging
 import re
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from flask import current_app
 from sqlalchemy.exc import OperationalError
 
 from tiketq.extensions import db
@@ -25,6 +27,7 @@ from tiketq.gateway import (
     Answer,
     Gateway,
     GatewayError,
+    GatewayTimeout,
     GatewayUnavailable,
     InvalidNotification,
     InvalidSignature,
@@ -50,6 +53,8 @@ _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 REFUSED_BODY_KEPT = 2048
 # Applying an order's rows raised this many times: they stay failed for a person to look at.
 MAX_APPLY_ATTEMPTS = 5
+# Midtrans down or too slow to answer a status read (which is safe to repeat): never given up on.
+_OUTAGES = (GatewayUnavailable, GatewayTimeout)
 # Notifications for unknown orders are looked at again, once the order exists, for this long.
 UNKNOWN_ORDER_WINDOW = timedelta(days=2)
 _RETRY_FIRST = timedelta(seconds=5)
@@ -152,27 +157,45 @@ def _refuse(
     return Receipt(notification_id, outcome, detail)
 
 
-def apply_waiting(gateway: Gateway, *, now: datetime | None = None, limit: int = 50) -> int:
+def apply_waiting(
+    gateway: Gateway, *, now: datetime | None = None, limit: int = 50, threads: int = 1
+) -> int:
     """Apply waiting notifications order by order; returns how many rows were handled.
 
     An order's rows are taken together under its payment's row lock and cost one status call.
-    Whatever goes wrong with one order is recorded on its rows and the round goes on.
+    Whatever goes wrong with one order is recorded on its rows and the round goes on. With
+    `threads` > 1, that many orders are applied at once, each in a session of its own: most of
+    an order's time is spent waiting for Midtrans's answer.
     """
-    now = now or utcnow()
-    orders = list(db.session.scalars(_ORDERS_WAITING.limit(limit), _window(now)))
+    orders = list(db.session.scalars(_ORDERS_WAITING.limit(limit), _window(now or utcnow())))
     db.session.rollback()
-    handled = 0
-    for order_id in orders:
-        claimed: list[int] = []
-        try:
-            handled += _apply_order(order_id, gateway, now, claimed)
-        except OperationalError:
-            raise  # the database is gone: the job ends and the next round tries again
-        except Exception as exc:
-            db.session.rollback()
-            _record_failure(claimed, exc, now)
-            handled += len(claimed)
-    return handled
+    if threads <= 1 or len(orders) <= 1:
+        return sum(_apply_isolated(order_id, gateway, now) for order_id in orders)
+    app = current_app._get_current_object()
+
+    def in_own_session(order_id: str) -> int:
+        with app.app_context():
+            try:
+                return _apply_isolated(order_id, gateway, now)
+            finally:
+                db.session.remove()
+
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="inbox") as pool:
+        return sum(pool.map(in_own_session, orders))
+
+
+def _apply_isolated(order_id: str, gateway: Gateway, now: datetime | None) -> int:
+    # Each order's own clock: in a long round, a round-wide one would misdate applied_at.
+    at = now or utcnow()
+    claimed: list[int] = []
+    try:
+        return _apply_order(order_id, gateway, at, claimed)
+    except OperationalError:
+        raise  # the database is gone: the job ends and the next round tries again
+    except Exception as exc:
+        db.session.rollback()
+        _record_failure(claimed, exc, at)
+        return len(claimed)
 
 
 def _window(now: datetime) -> dict[str, datetime]:
@@ -264,7 +287,7 @@ def _retry_later(rows: Iterable[Notification], exc: GatewayError, now: datetime)
     for row in rows:
         row.attempts += 1
         row.last_error = str(exc)[:255]
-        gives_up = not isinstance(exc, GatewayUnavailable) and row.attempts >= MAX_APPLY_ATTEMPTS
+        gives_up = not isinstance(exc, _OUTAGES) and row.attempts >= MAX_APPLY_ATTEMPTS
         if gives_up:
             row.outcome = NotificationOutcome.FAILED.value
         row.next_attempt_at = None if gives_up else now + retry_delay(row.attempts)
