@@ -111,5 +111,5 @@ def get_status(payment_id: str, db: Db) -> JSONResponse:
 
 @app.post("/payments/webhook")
 def notification(raw: Annotated[bytes, Depends(raw_body)], db: Db) -> JSONResponse:
-    """Store and apply a Midtrans notification."""
+    """Store a Midtrans notification, ask Midtrans about the order and apply its answer."""
     return _answer(work.webhook(db, raw))

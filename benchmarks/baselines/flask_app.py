@@ -112,6 +112,6 @@ def get_status(payment_id: str) -> tuple[Response, int]:
 
 @app.post("/payments/webhook")
 def notification() -> tuple[Response, int]:
-    """Store and apply a Midtrans notification."""
+    """Store a Midtrans notification, ask Midtrans about the order and apply its answer."""
     with database() as db:
         return _answer(work.webhook(db, request.get_data(cache=False)))

@@ -31,11 +31,13 @@ ON CONFLICT DO NOTHING
 RETURNING id
 """
 
+# clock_timestamp(): when the change was written, not when the transaction began (the webhook's
+# transaction spans the Midtrans status call), so that arrival-to-success times can be read back.
 INSERT_EVENT = """
 INSERT INTO payment_events (
     payment_id, from_status, to_status, status_detail, source, data, notification_id, created_at)
 VALUES (:payment_id, :from_status, :to_status, :status_detail, :source, '{}', :notification_id,
-        now())
+        clock_timestamp())
 """
 
 STORE_TOKEN = """
@@ -77,17 +79,9 @@ RETURNING id
 # The whole row, as the service's rules read it.
 LOCK_BY_GATEWAY_ORDER = "SELECT * FROM payments WHERE gateway_order_id = :order_id FOR UPDATE"
 
-# The service's redelivery check: the same notification already handled.
-EARLIER_DELIVERY = """
-SELECT id FROM notifications
-WHERE dedupe_key = :dedupe_key AND id <> :id
-  AND outcome IN ('applied', 'duplicate', 'stale', 'flagged', 'amount_mismatch', 'unsupported')
-LIMIT 1
-"""
-
 APPLY_STATUS = """
 UPDATE payments SET status = :status, status_detail = NULL, payment_type = :payment_type,
-    gateway_transaction_id = :transaction_id,
+    gateway_transaction_id = :transaction_id, last_checked_at = now(),
     paid_at = CASE WHEN :status = 'success' THEN now() ELSE paid_at END,
     next_check_at = CASE WHEN :status = 'success' THEN NULL ELSE next_check_at END,
     updated_at = now()
@@ -99,6 +93,13 @@ INSERT_OUTBOX = """
 INSERT INTO outbox (event_id, payment_id, event_type, payload, created_at)
 VALUES (:event_id, :payment_id, :event_type, :payload, now())
 ON CONFLICT DO NOTHING
+"""
+
+# A status answer that changes nothing: the service still records the check and the details.
+ANSWERED = """
+UPDATE payments SET payment_type = :payment_type, gateway_transaction_id = :transaction_id,
+    last_checked_at = now(), updated_at = now()
+WHERE id = :id
 """
 
 CLOSE_NOTIFICATION = """
