@@ -17,6 +17,9 @@ from werkzeug.serving import make_server
 
 from tiketq.gateway.simulator import __main__ as simulator_main
 from tiketq.gateway.simulator import create_app
+from tiketq.gateway.simulator.notifier import Notifier
+from tiketq.gateway.simulator.outbox import Outbox
+from tiketq.gateway.simulator.store import Store
 
 SERVER_KEY = "SB-Mid-server-NOTIFY"
 AUTH = {"Authorization": "Basic " + base64.b64encode(f"{SERVER_KEY}:".encode()).decode()}
@@ -741,11 +744,24 @@ def test_command_line_passes_notification_options(monkeypatch, tmp_path):
             "http://127.0.0.1:9/a,http://127.0.0.1:9/b",
             "--time-scale",
             "0.01",
+            "--notification-timeout",
+            "15",
         ]
     )
 
     notifier = served[0].extensions["tiketq.simulator"].notifier
-    assert (notifier.urls, notifier.time_scale) == (
+    assert (notifier.urls, notifier.time_scale, notifier.timeout) == (
         ["http://127.0.0.1:9/a", "http://127.0.0.1:9/b"],
         0.01,
+        15.0,
     )
+
+
+@pytest.mark.parametrize(
+    ("time_scale", "timeout", "expected"),
+    [(1.0, None, 15.0), (0.001, None, 0.5), (0.001, 15.0, 15.0), (1.0, 3.0, 3.0)],
+)
+def test_the_notification_timeout_scales_unless_set(tmp_path, time_scale, timeout, expected):
+    outbox = Outbox(Store(str(tmp_path / "state.sqlite3")))
+    notifier = Notifier(outbox, urls=[], time_scale=time_scale, timeout=timeout)
+    assert notifier.timeout == expected

@@ -36,15 +36,19 @@ def init_app(
     url_prefix: str = "/_simulator",
     notification_url: str | None = None,
     time_scale: float = 1.0,
+    notification_timeout: float | None = None,
 ) -> None:
     """Mount the simulator on `app` at `url_prefix`, keeping state in SQLite at `state_path`.
 
     `notification_url` (comma separated for several) receives HTTP notifications; `time_scale`
-    multiplies the notification retry delays and timeout, e.g. 0.001 in tests.
+    multiplies the notification retry delays and timeout, e.g. 0.001 in tests, unless
+    `notification_timeout` sets the timeout in seconds.
     """
     urls = configured_urls(notification_url)
     store = Store(state_path)
-    notifier = Notifier(Outbox(store), urls=urls, time_scale=time_scale)
+    notifier = Notifier(
+        Outbox(store), urls=urls, time_scale=time_scale, timeout=notification_timeout
+    )
     app.extensions[EXTENSION_KEY] = Simulator(server_key=server_key, store=store, notifier=notifier)
     app.register_blueprint(bp, url_prefix=url_prefix)
 
@@ -55,6 +59,7 @@ def create_app(
     state_path: str,
     notification_url: str | None = None,
     time_scale: float = 1.0,
+    notification_timeout: float | None = None,
 ) -> Flask:
     """Build a standalone app serving the simulator at the root, like Midtrans's own hosts."""
     app = Flask(__name__)
@@ -65,5 +70,6 @@ def create_app(
         url_prefix="",
         notification_url=notification_url,
         time_scale=time_scale,
+        notification_timeout=notification_timeout,
     )
     return app

@@ -32,12 +32,19 @@ def main(argv: list[str] | None = None) -> None:
         default=1.0,
         help="multiply notification retry delays and timeout, e.g. 0.01 (default: 1)",
     )
+    parser.add_argument(
+        "--notification-timeout",
+        type=float,
+        help="seconds to wait for the notification URL's answer (default: 15 x --time-scale, "
+        "at least 0.5)",
+    )
     args = parser.parse_args(argv)
     app = create_app(
         server_key=args.server_key,
         state_path=args.state,
         notification_url=args.notification_url,
         time_scale=args.time_scale,
+        notification_timeout=args.notification_timeout,
     )
     run_simple(args.host, args.port, app, threaded=True)
 

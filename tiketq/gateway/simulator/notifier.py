@@ -92,13 +92,23 @@ def retries_allowed(attempt: Attempt) -> int:
 class Notifier:
     """Queues notifications in the outbox and delivers them from one daemon thread per process."""
 
-    def __init__(self, outbox: Outbox, *, urls: list[str], time_scale: float) -> None:
+    def __init__(
+        self,
+        outbox: Outbox,
+        *,
+        urls: list[str],
+        time_scale: float,
+        timeout: float | None = None,
+    ) -> None:
         if time_scale <= 0:
             raise ValueError("time_scale must be positive")
+        if timeout is not None and timeout <= 0:
+            raise ValueError("timeout must be positive")
         self.outbox = outbox
         self.urls = urls
         self.time_scale = time_scale
-        self.timeout = max(TIMEOUT_SECONDS * time_scale, MIN_TIMEOUT_SECONDS)
+        # Load drills scale the retries down but keep Midtrans's own patience for an answer.
+        self.timeout = timeout or max(TIMEOUT_SECONDS * time_scale, MIN_TIMEOUT_SECONDS)
         self._lease = self.timeout * (MAX_REDIRECTS + 1) + _LEASE_MARGIN_SECONDS
         self._lock = threading.Lock()
         self._wake = threading.Event()
