@@ -5,9 +5,12 @@
 Clients create payments through `POST /payments`, retrying a 503 with the same order id as the
 transaction service would; payers pay each created payment at the simulator a moment later, so
 that notifications keep arriving while the database is down. The simulator delivers them with
-Midtrans's retry rules (503: four more times, over a schedule compressed by `--time-scale`).
-Meanwhile the drill restarts the private cluster: `fast` rolls sessions back, `immediate` is a
-crash with recovery. Nothing restarts the service: it has to recover by itself.
+Midtrans's retry rules (503: four more times, over a schedule compressed by `--time-scale`), and
+the drill posts each payment's signed notification itself too, asking again after a 5xx or no
+answer as Midtrans would. Meanwhile the drill restarts the private cluster: `fast` rolls sessions
+back, `immediate` is a crash with recovery. Nothing restarts the service or the workers: they
+have to recover by themselves, the workers listening for new notifications again (LISTEN), and
+every stored notification is applied before the drill checks.
 """
 
 from __future__ import annotations
@@ -39,6 +42,10 @@ ANSWER_WITHIN = 10.0
 RETRY = (503, 409)
 # Paying a moment after the create keeps notifications in flight when the database goes down.
 PAY_AFTER = 1.0
+# How the drill asks again after a 5xx, as Midtrans would (compressed): first wait, longest wait.
+RESEND_FIRST, RESEND_MAX = 0.25, 2.0
+# Logged by a worker whose LISTEN connection went with the database (tiketq/wakeup.py).
+LISTENER_LOST = "inbox listener lost"
 
 
 @dataclass(frozen=True)
@@ -68,11 +75,31 @@ class Create:
 
 @dataclass(frozen=True)
 class Outage:
-    """One restart of the cluster: when it went down and when it accepted connections again."""
+    """One restart of the cluster: when it went down, when it accepted connections again, and
+    how long after that every worker was listening for new notifications again (None: never)."""
 
     mode: str
     began: float
     back: float
+    relisten: float | None = None
+
+
+@dataclass(frozen=True)
+class Posted:
+    """One notification the drill posted itself: every answer, until a 2xx or it gave up."""
+
+    order_id: str
+    codes: tuple[int | str, ...]
+
+    @property
+    def delivered(self) -> bool:
+        """Whether it ended with a 2xx."""
+        return isinstance(self.codes[-1], int) and 200 <= self.codes[-1] < 300
+
+    @property
+    def refused(self) -> bool:
+        """Whether an outage answered it 5xx (or not at all) first."""
+        return any(not isinstance(c, int) or c >= 500 for c in self.codes)
 
 
 @dataclass
@@ -83,6 +110,7 @@ class Load:
     expected: dict[str, str] = field(default_factory=dict)
     unpaid: queue.Queue = field(default_factory=queue.Queue)
     stop: threading.Event = field(default_factory=threading.Event)
+    posted: list[Posted] = field(default_factory=list)
 
 
 def run(options: Options) -> Result:
@@ -95,9 +123,12 @@ def drill(s: Stack, options: Options) -> Result:
     """Run the load and the restarts against a running stack; measurements and checks."""
     began = time.monotonic()
     load = Load()
-    with ThreadPoolExecutor(options.clients * 2) as pool:
+    with (
+        ThreadPoolExecutor(options.clients * 2) as pool,
+        ThreadPoolExecutor(options.clients * 2) as senders,
+    ):
         clients = [pool.submit(_client, s, n, load, options) for n in range(options.clients)]
-        payers = [pool.submit(_payer, s, load) for _ in range(options.clients)]
+        payers = [pool.submit(_payer, s, load, senders, options) for _ in range(options.clients)]
         outages = _restart(s, options, began)
         load.stop.set()
         for future in [*clients, *payers]:
@@ -106,6 +137,7 @@ def drill(s: Stack, options: Options) -> Result:
     drained = s.drain_notifications(options.patience)
     deliveries = s.control("GET", "/notifications")
     assert isinstance(deliveries, list)
+    inbox_drained = s.drain_inbox(options.patience)
     arrived = _await_confirmations(s, load, options.patience)
     states = dict(s.query("SELECT id::text, status FROM payments"))
     by_gateway = {c.gateway_order_id: c.payment_id for c in load.creates if c.status == 201}
@@ -113,8 +145,11 @@ def drill(s: Stack, options: Options) -> Result:
     rows = [
         ("load", f"{options.clients} clients for {load_seconds:.1f} s"),
         ("creates", ", ".join(f"{code}: {n}" for code, n in sorted(codes.items()))),
-        ("outages", ", ".join(f"{o.mode} {o.back - o.began:.1f} s" for o in outages)),
+        ("outages", ", ".join(_outage_summary(o) for o in outages)),
         ("notifications", _delivery_summary(deliveries)),
+        ("posted by the drill", _posted_summary(load.posted)),
+        ("inbox outcomes", ", ".join(f"{k} {v}" for k, v in sorted(s.inbox_outcomes().items()))),
+        ("arrival to applied", s.arrival_to_applied()),
         ("total time", f"{time.monotonic() - began:.1f} s"),
     ]
     checks = [
@@ -124,6 +159,9 @@ def drill(s: Stack, options: Options) -> Result:
         _retried(load.creates),
         _notifications(deliveries, drained, by_gateway, load.expected, states, applied=True),
         _notifications(deliveries, drained, by_gateway, load.expected, states, applied=False),
+        _posted(load.posted, by_gateway, load.expected, states),
+        s.inbox_check(inbox_drained),
+        _listening(s, outages),
         s.audit(),
         _confirmations(s, load, arrived),
     ]
@@ -169,8 +207,9 @@ def _create(s: Stack, order_id: str, amount: int, load: Load, retry_for: float) 
         time.sleep(0.2 if status == 503 else 2.0)
 
 
-def _payer(s: Stack, load: Load) -> None:
-    """Pay queued payments at the simulator once they are due, until stopped and none is left."""
+def _payer(s: Stack, load: Load, senders: ThreadPoolExecutor, options: Options) -> None:
+    """Pay queued payments at the simulator once they are due, until stopped and none is left;
+    post each one's signed notification ourselves too."""
     while not (load.stop.is_set() and load.unpaid.empty()):
         try:
             due, gateway_order_id, outcome = load.unpaid.get(timeout=0.2)
@@ -182,19 +221,99 @@ def _payer(s: Stack, load: Load) -> None:
             f"/transactions/{gateway_order_id}/pay",
             {"method": "bca_va", "outcome": outcome},
         )
+        body = s.control("GET", f"/transactions/{gateway_order_id}/notification")
+        senders.submit(_resend, s, gateway_order_id, body, load, options.retry_for)
+
+
+def _resend(s: Stack, order_id: str, body: object, load: Load, retry_for: float) -> None:
+    """POST a notification until it is answered 2xx, as Midtrans retries, or give up."""
+    give_up = time.monotonic() + retry_for
+    codes: list[int | str] = []
+    wait = RESEND_FIRST
+    while True:
+        try:
+            status: int | str = call("POST", f"{s.service_url}/payments/webhook", body)[0]
+        except OSError as exc:
+            status = type(exc).__name__
+        codes.append(status)
+        answered = isinstance(status, int) and status < 500
+        if answered or time.monotonic() > give_up:
+            break
+        time.sleep(wait)
+        wait = min(wait * 2, RESEND_MAX)
+    load.posted.append(Posted(order_id, tuple(codes)))
 
 
 def _restart(s: Stack, options: Options, began: float) -> list[Outage]:
     """Restart the cluster at even intervals of the load, then let the load run out."""
     outages = []
     gap = options.seconds / (len(options.restarts) + 1)
+    workers = set(s.listeners())
     for number, mode in enumerate(options.restarts, start=1):
         time.sleep(max(0.0, began + gap * number - time.monotonic()))
         down = time.monotonic()
         s.cluster.restart(mode, options.down)
-        outages.append(Outage(mode, down, time.monotonic()))
+        back = time.monotonic()
+        # Every worker's LISTEN session went with the server: each must listen again by itself.
+        listening = s.await_listeners(workers, timeout=30.0)
+        outages.append(Outage(mode, down, back, time.monotonic() - back if listening else None))
     time.sleep(max(0.0, began + options.seconds - time.monotonic()))
     return outages
+
+
+def _outage_summary(outage: Outage) -> str:
+    again = "never" if outage.relisten is None else f"{outage.relisten:.1f} s later"
+    return f"{outage.mode} {outage.back - outage.began:.1f} s (workers listening again {again})"
+
+
+def _posted_summary(posted: list[Posted]) -> str:
+    codes = Counter(str(c) for p in posted for c in p.codes)
+    answers = ", ".join(f"{code}: {n}" for code, n in sorted(codes.items()))
+    refused = sum(p.refused for p in posted)
+    return f"{len(posted)} in {codes.total()} attempts ({answers}); {refused} saw a 5xx"
+
+
+def _posted(
+    posted: list[Posted],
+    by_gateway: dict[str | None, str | None],
+    expected: dict[str, str],
+    states: dict[str, str],
+) -> Check:
+    """What the drill posted and was answered 5xx during an outage, it sent again until stored;
+    each such payment ended where it must."""
+    hit = [p for p in posted if p.refused]
+    wrong = [
+        f"{p.order_id} {p.codes[-1]} {states.get(by_gateway.get(p.order_id) or '')}"
+        for p in hit
+        if not p.delivered
+        or states.get(by_gateway.get(p.order_id) or "")
+        != expected.get(by_gateway.get(p.order_id) or "")
+    ]
+    undelivered = sum(not p.delivered for p in posted)
+    return Check(
+        bool(hit) and not wrong and not undelivered,
+        f"{len(hit) - len(wrong)}/{len(hit)} notifications the drill posted into an outage were "
+        f"answered 2xx on a retry and applied; {undelivered}/{len(posted)} never answered 2xx"
+        f"{': ' + '; '.join(wrong[:5]) if wrong else ''}",
+    )
+
+
+def _listening(s: Stack, outages: list[Outage]) -> Check:
+    """The workers lost their LISTEN connection with each restart and listened again."""
+    workers = len(s.workers)
+    lost = s.worker_logs().count(LISTENER_LOST)
+    now = s.listeners()
+    again = [o.relisten for o in outages]
+    shown = ", ".join("never" if t is None else f"{t:.1f} s" for t in again)
+    return Check(
+        bool(outages)
+        and None not in again
+        and sum(now.values()) == len(now) == workers
+        and lost >= workers * len(outages),
+        f"{len(now)}/{workers} workers listening (LISTEN tiketq_inbox, one session each) at the "
+        f"end; after each restart all listened again ({shown} after the database was back); "
+        f"{lost} lost listeners logged for {workers} workers x {len(outages)} restarts",
+    )
 
 
 def _await_confirmations(s: Stack, load: Load, timeout: float) -> bool:

@@ -7,6 +7,12 @@ once the service's circuit breaker has opened, an immediate 503; that creates su
 afterwards; and that every payment row is either the order's live attempt or an attempt the service
 closed as `failed` when Midtrans did not answer, which the retry replaced.
 
+Then only the status API fails, which the notification URL never calls: payers keep paying new
+payments at the simulator (which notifies the service) and post each one's signed notification
+themselves, timed, while the status API answers `--status-slow-by` seconds late, then HTTP 503,
+then recovers. The webhook must keep answering 200 quickly throughout; the workers keep the
+notifications waiting (with backoff) and apply every one once the status API answers again.
+
     .venv/bin/python -m drills.gateway_faults [--read-timeout 1.5] [--creators 4] ...
 """
 
@@ -24,12 +30,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
+from benchmarks.common import SetupError
 from drills.cli import run_drill
 from drills.harness import Stack, call, new_payment, stack
 from drills.report import Check, Result, Row
 
 NORMAL, SLOW, ERRORS, RECOVERED = "normal", "slow", "500s", "recovered"
 PHASES = (NORMAL, SLOW, ERRORS, RECOVERED)
+# The status API's own faults: what the payers' notifications meet.
+STATUS_PHASES = ("status normal", "status slow", "status 503", "status recovered")
+# What each payment of the status part is paid with, and the status it must end in.
+PAY_OUTCOMES = (("settlement", "success"), ("pending", "pending"))
 # What the service answers a create with while Midtrans is in each phase (README "JSON API").
 # A create that met Midtrans's fault times out (504) or is refused (503); once the service's
 # circuit breaker has opened, it is refused at once (503) without asking Midtrans.
@@ -54,6 +65,15 @@ class Options:
     margin: float = 2.0
     breaker_failures: int = 5
     breaker_seconds: float = 5.0
+    payers: int = 2
+    pay_interval: float = 0.25
+    status_normal: float = 5.0
+    status_slow: float = 15.0
+    status_slow_by: float = 5.0
+    status_errors: float = 15.0
+    status_recovered: float = 5.0
+    webhook_bound: float = 0.5
+    patience: float = 180.0
     keep: bool = False
 
     @property
@@ -390,6 +410,181 @@ def worker_hangs(s: Stack) -> Check:
     return Check(timeouts == 0, f"gunicorn: {timeouts} WORKER TIMEOUT in the service log")
 
 
+@dataclass(frozen=True)
+class Notified:
+    """One payment of the status part: paid at the simulator, its notification posted by us."""
+
+    gateway_order_id: str
+    payment_id: str
+    expected: str
+    phase: str
+    status: int
+    seconds: float
+
+
+@dataclass
+class Payers:
+    """The status part's traffic: create, pay, post the signed notification, timed."""
+
+    stack: Stack
+    options: Options
+    phase: str = STATUS_PHASES[0]
+    notified: list[Notified] = field(default_factory=list)
+    stopped: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    numbers: itertools.count = field(default_factory=itertools.count)
+
+    def pay_one(self) -> None:
+        """One payment created, paid and notified."""
+        s, number = self.stack, next(self.numbers)
+        order_id = f"GFN-{number}"
+        status, body = call("POST", f"{s.service_url}/payments", _order(order_id), timeout=60)
+        if status != 201 or not isinstance(body, dict):
+            raise SetupError(f"create {order_id} while only the status API fails: {status} {body}")
+        gateway_order_id = body["gateway_order_id"]
+        outcome, expected = PAY_OUTCOMES[number % len(PAY_OUTCOMES)]
+        pay = {"method": "bca_va", "outcome": outcome}
+        s.control("POST", f"/transactions/{gateway_order_id}/pay", pay)
+        notification = s.control("GET", f"/transactions/{gateway_order_id}/notification")
+        phase = self.phase
+        code, _, seconds = timed("POST", f"{s.service_url}/payments/webhook", notification)
+        with self.lock:
+            self.notified.append(
+                Notified(gateway_order_id, body["id"], expected, phase, code, seconds)
+            )
+
+    def stream(self) -> None:
+        """One payer: a payment every pay_interval until stopped."""
+        while not self.stopped.is_set():
+            started = time.monotonic()
+            self.pay_one()
+            self.stopped.wait(max(0.0, self.options.pay_interval - (time.monotonic() - started)))
+
+
+def _status_fault(s: Stack, phase: str, options: Options) -> None:
+    if phase == "status slow":
+        fault = {"delay_seconds": options.status_slow_by, "operations": ["core.status"]}
+        s.control("POST", "/faults", fault)
+    elif phase == "status 503":
+        s.control("POST", "/faults", {"status": 503, "operations": ["core.status"]})
+    else:
+        s.control("DELETE", "/faults")
+
+
+def status_faults(s: Stack, options: Options) -> tuple[list[Row], list[Check]]:
+    """Pay and notify while the status API is slow, then failing, then back; then check."""
+    s.control("DELETE", "/calls")
+    payers = Payers(s, options)
+    with ThreadPoolExecutor(options.payers) as pool:
+        streams = [pool.submit(payers.stream) for _ in range(options.payers)]
+        durations = (
+            options.status_normal,
+            options.status_slow,
+            options.status_errors,
+            options.status_recovered,
+        )
+        waiting_at_recovery = 0
+        for phase, duration in zip(STATUS_PHASES, durations, strict=True):
+            _status_fault(s, phase, options)
+            payers.phase = phase
+            if phase == STATUS_PHASES[-1]:
+                waiting_at_recovery = sum(s.inbox_waiting())
+                recovered = time.monotonic()
+            time.sleep(duration)
+        payers.stopped.set()
+        for future in streams:
+            future.result()
+    during_faults = sum(s.status_calls().values())
+    drained = s.drain_notifications(options.patience)
+    deliveries = s.control("GET", "/notifications")
+    assert isinstance(deliveries, list)
+    inbox_drained = s.drain_inbox(options.patience)
+    caught_up = time.monotonic() - recovered
+    calls = sum(s.status_calls().values())
+    (retried,) = s.query(
+        "SELECT count(*) FROM notifications WHERE order_id LIKE 'GFN-%' AND attempts > 1"
+    )[0]
+    rows: list[Row] = [
+        ("status part", "payments  webhook p50 ms  p99 ms  max ms  answers"),
+    ]
+    for phase in STATUS_PHASES:
+        mine = [n for n in payers.notified if n.phase == phase]
+        seconds = [n.seconds for n in mine]
+        latency = [percentile(seconds, 0.5), percentile(seconds, 0.99), max(seconds, default=0)]
+        codes = " ".join(f"{c}x{n}" for c, n in sorted(Counter(n.status for n in mine).items()))
+        rows.append(
+            (phase, f"{len(mine):8}  {' '.join(_ms(x) for x in latency)}       {codes or '-'}")
+        )
+    rows += [
+        (
+            "status calls",
+            f"{calls} in the status part ({during_faults} while the payers ran, faults included); "
+            f"{retried} notifications waited for more than one try",
+        ),
+        (
+            "recovery",
+            f"{waiting_at_recovery} inbox rows waiting when the status API recovered; all "
+            f"applied {caught_up:.1f} s later",
+        ),
+        ("arrival to applied", s.arrival_to_applied()),
+    ]
+    return rows, [
+        _webhook_check(payers, options),
+        _status_applied(s, payers),
+        _simulator_delivered(deliveries, drained, payers),
+        s.inbox_check(inbox_drained),
+    ]
+
+
+def _webhook_check(payers: Payers, options: Options) -> Check:
+    """The notification URL never waits for Midtrans: 200 and quick, faults or not."""
+    faulted = [n for n in payers.notified if n.phase in STATUS_PHASES[1:3]]
+    wrong = Counter(n.status for n in payers.notified if n.status != 200)
+    p99 = percentile([n.seconds for n in faulted], 0.99)
+    slowest = max((n.seconds for n in payers.notified), default=0.0)
+    return Check(
+        bool(faulted) and not wrong and p99 <= options.webhook_bound,
+        f"webhook during the status API faults: {len(faulted) - sum(wrong.values())}/"
+        f"{len(faulted)} answered 200, p99 {p99 * 1000:.0f} ms (limit "
+        f"{options.webhook_bound * 1000:.0f} ms), slowest of all {slowest * 1000:.0f} ms"
+        + (f"; others: {dict(wrong)}" if wrong else ""),
+    )
+
+
+def _status_applied(s: Stack, payers: Payers) -> Check:
+    """Every payment of the status part ends as Midtrans has it, its notifications applied."""
+    states = dict(s.query("SELECT id::text, status FROM payments"))
+    wrong = [
+        f"{n.gateway_order_id} {states.get(n.payment_id)} not {n.expected}"
+        for n in payers.notified
+        if states.get(n.payment_id) != n.expected
+    ]
+    counts = Counter(n.expected for n in payers.notified)
+    return Check(
+        bool(payers.notified) and not wrong,
+        f"{len(payers.notified) - len(wrong)}/{len(payers.notified)} payments notified during "
+        f"the status API faults ended as Midtrans has them "
+        f"({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))})"
+        + (f": {'; '.join(wrong[:5])}" if wrong else ""),
+    )
+
+
+def _simulator_delivered(deliveries: list, drained: bool, payers: Payers) -> Check:
+    """The simulator's own deliveries were all taken at the first try: nothing to resend."""
+    ours = {n.gateway_order_id for n in payers.notified}
+    mine = [d for d in deliveries if d["order_id"] in ours]
+    first = sum(
+        d["status"] == "delivered" and len(d["history"]) == 1
+        and 200 <= (d["history"][0]["response_code"] or 0) < 300
+        for d in mine
+    )  # fmt: skip
+    return Check(
+        drained and len(mine) >= len(ours) > 0 and first == len(mine),
+        f"the simulator's {len(mine)} notifications were all answered 2xx at the first try "
+        f"({first})",
+    )
+
+
 def run(options: Options) -> Result:
     """Bring up a stack, run the phases, and check the answers, the rows and the audit."""
     env = {
@@ -401,13 +596,16 @@ def run(options: Options) -> Result:
     with stack(keep=options.keep, **env) as s:
         caller = drive(s, options)
         checks = answer_checks(caller, options)
-        checks.append(worker_hangs(s))
         forward, failed = way_forward_check(s, caller)
         checks += [forward, silence_check(s)]
         checks.append(replay_check(caller))
-        checks.append(s.audit())
         rows = phase_rows(caller)
         rows.append(orphan_row(s, failed))
+        status_rows, status_checks = status_faults(s, options)
+        rows += status_rows
+        checks += status_checks
+        checks.append(worker_hangs(s))
+        checks.append(s.audit())
         if options.keep:
             rows.append(("kept", str(s.root)))
     return Result("Gateway faults drill", rows, checks)
@@ -426,6 +624,15 @@ HELP = {
     "margin": "latency allowed over the read timeout",
     "breaker_failures": "MIDTRANS_BREAKER_FAILURES for the service",
     "breaker_seconds": "MIDTRANS_BREAKER_SECONDS for the service",
+    "payers": "concurrent payers in the status part",
+    "pay_interval": "seconds between one payer's payments",
+    "status_normal": "seconds of the status part before its faults",
+    "status_slow": "seconds the status API answers status_slow_by late",
+    "status_slow_by": "how late the slow status API answers",
+    "status_errors": "seconds the status API answers HTTP 503",
+    "status_recovered": "seconds of payments after the status API recovered",
+    "webhook_bound": "p99 the webhook must keep during the status API faults",
+    "patience": "seconds to wait for the inbox to drain after the recovery",
     "keep": "keep the drill's directory and logs",
 }
 

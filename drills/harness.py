@@ -25,7 +25,37 @@ from pathlib import Path
 from benchmarks.common import BIN, ROOT, SetupError, free_port, sql, started, stop
 from drills.report import Check
 
+# Inbox rows a worker still has to look at: stored and waiting (also after Midtrans failed to
+# answer), failed with a retry planned, or about an order whose payment exists by now.
+INBOX_WAITING = """
+SELECT count(*) FILTER (WHERE n.outcome = 'received'),
+       count(*) FILTER (WHERE n.outcome = 'failed' AND n.next_attempt_at IS NOT NULL),
+       count(*) FILTER (WHERE n.outcome = 'unknown_order' AND EXISTS (
+           SELECT 1 FROM payments p WHERE p.gateway_order_id = n.order_id))
+FROM notifications n
+WHERE n.outcome IN ('received', 'failed', 'unknown_order')
+"""
+# Rows refused at the door: answered 4xx, never applied.
+REFUSED = ("bad_signature", "status_mismatch", "malformed")
+# Seconds from a stored notification to the worker's round that applied it.
+ARRIVAL_TO_APPLIED = """
+WITH waited AS (
+    SELECT extract(epoch FROM applied_at - received_at)::float8 AS s FROM notifications
+    WHERE applied_at IS NOT NULL AND outcome = ANY(%(outcomes)s)
+)
+SELECT count(*), percentile_cont(0.5) WITHIN GROUP (ORDER BY s),
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY s), max(s)
+FROM waited
+"""
+# The worker's inbox listener: the session that ran LISTEN and sits idle on it.
+LISTENERS = """
+SELECT application_name, count(*) FROM pg_stat_activity
+WHERE query = 'LISTEN tiketq_inbox' AND state = 'idle' GROUP BY application_name
+"""
+
 SERVER_KEY = "SB-Mid-server-DRILL"
+# Midtrans waits this long for the notification URL's answer (protocol notes, section 4.4).
+MIDTRANS_NOTIFICATION_TIMEOUT = 15.0
 CLIENT_KEY = "SB-Mid-client-DRILL"
 JWT_SECRET = "drill-jwt-secret"
 EVENT_SECRET = "drill-event-secret"
@@ -181,9 +211,14 @@ class Stack:
     workers: list[subprocess.Popen] = field(default_factory=list)
 
     def start_worker(self, **env: str) -> subprocess.Popen:
-        """Start one more `flask payments worker`, logging to the drill's directory."""
+        """Start one more `flask payments worker`, logging to the drill's directory.
+
+        Its database sessions are named drill-worker-<n> (PGAPPNAME) unless `env` names them.
+        """
+        number = len(self.workers)
+        env = {"PGAPPNAME": f"drill-worker-{number}", **env}
         # The worker keeps its own copy of the file; ours is closed at once.
-        with (self.root / f"worker{len(self.workers)}.log").open("w") as log:
+        with (self.root / f"worker{number}.log").open("w") as log:
             worker = subprocess.Popen(
                 [str(BIN / "flask"), "--app", "wsgi", "payments", "worker"],
                 cwd=ROOT, env={**self.env, **env}, stdout=log, stderr=subprocess.STDOUT,
@@ -191,6 +226,59 @@ class Stack:
             )  # fmt: skip
         self.workers.append(worker)
         return worker
+
+    def worker_logs(self) -> str:
+        """Everything the drill's workers logged so far."""
+        return "".join(
+            path.read_text(errors="replace") for path in sorted(self.root.glob("worker*.log"))
+        )
+
+    def listeners(self) -> dict[str, int]:
+        """Inbox listeners (LISTEN tiketq_inbox sessions) by application name."""
+        return dict(self.query(LISTENERS))
+
+    def await_listeners(self, names: set[str], timeout: float = 30.0) -> bool:
+        """Wait until each named worker listens for new notifications."""
+        return wait_until(lambda: names <= set(self.listeners()), timeout, interval=0.2)
+
+    def inbox_waiting(self) -> tuple[int, int, int]:
+        """Rows a worker still has to look at: (received, failed to retry, unknown now known)."""
+        received, failed, known = self.query(INBOX_WAITING)[0]
+        return received, failed, known
+
+    def drain_inbox(self, timeout: float) -> bool:
+        """Wait until the workers applied every stored notification (retries included)."""
+        return wait_until(lambda: not any(self.inbox_waiting()), timeout)
+
+    def inbox_check(self, drained: bool) -> Check:
+        """Nothing left waiting in the inbox, nothing given up on (failed), nothing lost."""
+        received, retrying, known = self.inbox_waiting()
+        (given_up,) = self.query(
+            "SELECT count(*) FROM notifications"
+            " WHERE outcome = 'failed' AND next_attempt_at IS NULL"
+        )[0]
+        return Check(
+            drained and not (received or retrying or known or given_up),
+            f"inbox drained: {received} received, {retrying} failed awaiting a retry, {known} "
+            f"unknown_order now known, {given_up} failed for good",
+        )
+
+    def inbox_outcomes(self) -> dict[str, int]:
+        """Stored notifications by outcome."""
+        return dict(self.query("SELECT outcome, count(*) FROM notifications GROUP BY outcome"))
+
+    def arrival_to_applied(self, outcomes: tuple[str, ...] = ("applied",)) -> str:
+        """p50/p95/max seconds from notifications.received_at to applied_at, as printed."""
+        count, p50, p95, most = self.query(ARRIVAL_TO_APPLIED, {"outcomes": list(outcomes)})[0]
+        if not count:
+            return "none applied"
+        return f"p50 {p50:.2f} s, p95 {p95:.2f} s, max {most:.2f} s over {count} rows"
+
+    def status_calls(self) -> dict[str, int]:
+        """Core status calls the simulator answered, by the id in their path."""
+        answer = self.control("GET", "/calls?operation=core.status")
+        assert isinstance(answer, dict)
+        return {call["key"]: call["count"] for call in answer["calls"]}
 
     def audit(self) -> Check:
         """Run `flask payments audit` against the drill's database; its first violations."""
@@ -325,6 +413,8 @@ def stack(
                 str(simulator_port), "--server-key", SERVER_KEY, "--state",
                 str(root / "simulator.sqlite3"), "--notification-url",
                 f"{service_url}/payments/webhook", "--time-scale", str(time_scale),
+                # Retries come fast, but an answer is awaited as long as Midtrans waits.
+                "--notification-timeout", str(MIDTRANS_NOTIFICATION_TIMEOUT),
             ]  # fmt: skip
             gunicorn = [str(BIN / "gunicorn"), "--config", "gunicorn.conf.py", "wsgi:app"]
             with (
@@ -336,6 +426,10 @@ def stack(
                 try:
                     for _ in range(workers):
                         running.start_worker()
+                    # Each worker applies the inbox as soon as PostgreSQL notifies it.
+                    names = {f"drill-worker-{n}" for n in range(workers)}
+                    if not running.await_listeners(names):
+                        raise SetupError(f"workers not listening: {running.listeners()}")
                     yield running
                 finally:
                     for worker in running.workers:

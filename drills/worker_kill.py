@@ -1,13 +1,22 @@
-"""Worker kill drill: workers are SIGKILLed while they deliver the outbox; nothing may be lost.
+"""Worker kill drill: workers are SIGKILLed mid-apply and mid-delivery; nothing may be lost.
 
-Many payments are paid (a settlement notification each), so the outbox holds one
-`payment.succeeded` per payment: a confirmation to the transaction service and an event to the
-subscriber. Two workers deliver them to a receiver that holds every request for a while; the drill
-kills a worker that has a delivery claimed, starts another, and repeats. Then it waits until the
-outbox is delivered and checks that the receiver saw every event and confirmation at least once,
-with at most one repeat per kill (the delivery in flight).
+Many payments are paid (a settlement notification each); the workers apply the inbox, so the
+outbox gets one `payment.succeeded` per payment: a confirmation to the transaction service and an
+event to the subscriber.
 
-    .venv/bin/python -m drills.worker_kill [--payments 120] [--kills 4] [--receiver-delay 0.25] ...
+First the status API answers `--status-delay` seconds late, so that a worker spends that long
+inside an order's transaction, its inbox rows and payment row locked, waiting for Midtrans. The
+drill SIGKILLs such a worker, starts another, and repeats: the dead worker's claim must end with
+its transaction (PostgreSQL rolls it back when the connection drops), and another worker must
+apply the same rows as if nothing had happened (attempts 1, one payment.succeeded per payment,
+one confirmation per order).
+
+Then a second batch is paid while the receiver holds every request for a while; the drill kills a
+worker that has a delivery claimed, starts another, and repeats. At the end it waits until the
+inbox and the outbox are done and checks that the receiver saw every event and confirmation at
+least once, with at most one repeat per delivery kill (the delivery in flight).
+
+    .venv/bin/python -m drills.worker_kill [--payments 120] [--kills 4] [--apply-kills 3] ...
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 
 import jwt
 from jwt.warnings import InsecureKeyLengthWarning
@@ -40,6 +50,22 @@ WHERE l.relation = 'deliveries'::regclass AND l.mode = 'RowShareLock'
   AND a.state = 'idle in transaction' AND a.application_name LIKE 'drill-worker-%'
 """
 DELIVERIES = "SELECT status, count(*) FROM deliveries GROUP BY status"
+# A worker session idle inside a transaction that holds inbox rows and a payment row (FOR UPDATE)
+# is waiting for Midtrans's status answer for that order; its rows carry its xid as xmax.
+MID_APPLY = """
+SELECT a.application_name, a.pid, a.backend_xid::text FROM pg_stat_activity a
+WHERE a.state = 'idle in transaction' AND a.application_name LIKE 'drill-worker-%'
+  AND a.backend_xid IS NOT NULL
+  AND EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid AND l.mode = 'RowShareLock'
+              AND l.relation = 'notifications'::regclass)
+  AND EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid AND l.mode = 'RowShareLock'
+              AND l.relation = 'payments'::regclass)
+"""
+CLAIMED_ROWS = "SELECT id FROM notifications WHERE xmax::text = %(xid)s ORDER BY id"
+CLAIMED_ORDER = "SELECT gateway_order_id FROM payments WHERE xmax::text = %(xid)s"
+# A dead worker's claim must end with its connection, not with some timeout much later.
+RELEASED_WITHIN = 5.0
+BACKEND_GONE = "SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = %(pid)s"
 
 
 @dataclass(frozen=True)
@@ -49,9 +75,22 @@ class Options:
     payments: int = 120
     workers: int = 2
     kills: int = 4
+    apply_kills: int = 3
+    status_delay: float = 0.3
     receiver_delay: float = 0.25
     timeout: float = 300.0
     keep: bool = False
+
+
+@dataclass(frozen=True)
+class ApplyKill:
+    """One worker killed mid-apply: its claim, and how long PostgreSQL kept it."""
+
+    victim: str
+    order_id: str
+    rows: tuple[int, ...]
+    released_after: float | None
+    applied_before: int
 
 
 @dataclass
@@ -92,18 +131,115 @@ def wait_for(what: str, done: Callable[[], bool], timeout: float) -> None:
         raise SetupError(f"{what} did not happen within {timeout:.0f} s")
 
 
-def fill(s: Stack, options: Options) -> list[str]:
-    """Create and pay the payments; wait until each is success with its outbox message."""
-    orders = [f"WK-{n:05d}" for n in range(options.payments)]
+def pay_all(s: Stack, orders: list[str]) -> None:
+    """Create and pay the payments, four at a time."""
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(lambda order_id: _pay(s, order_id), orders))
 
-    def filled() -> bool:
-        query = "SELECT count(*) FROM outbox WHERE event_type = 'payment.succeeded'"
-        return s.query(query)[0][0] == len(orders)
 
-    wait_for("every payment's payment.succeeded", filled, options.timeout)
-    return orders
+def _succeeded(s: Stack) -> int:
+    query = "SELECT count(*) FROM outbox WHERE event_type = 'payment.succeeded'"
+    return s.query(query)[0][0]
+
+
+def fill(s: Stack, orders: list[str], options: Options, before: int = 0) -> None:
+    """Create and pay the payments; wait until each is success with its outbox message."""
+    pay_all(s, orders)
+    wanted = before + len(orders)
+    wait_for("every payment's payment.succeeded", lambda: _succeeded(s) == wanted, options.timeout)
+
+
+def _backend_gone(s: Stack, pid: int) -> bool:
+    return bool(s.query(BACKEND_GONE, {"pid": pid})[0][0])
+
+
+def _mid_apply(s: Stack) -> list[tuple[str, int, str]]:
+    return [(name, pid, xid) for name, pid, xid in s.query(MID_APPLY)]
+
+
+def kill_mid_apply(
+    s: Stack, workers: Workers, options: Options, orders: list[str]
+) -> list[ApplyKill]:
+    """Pay `orders` while the status API is slow; kill workers waiting for its answer."""
+    kills: list[ApplyKill] = []
+    with ThreadPoolExecutor(1) as payer:
+        paying = payer.submit(pay_all, s, orders)
+        for k in range(1, options.apply_kills + 1):
+            threshold = len(orders) * k // (options.apply_kills + 1)
+            deadline = time.monotonic() + options.timeout
+            while True:
+                if time.monotonic() > deadline:
+                    raise SetupError(f"apply kill {k}: no worker was mid-apply in time")
+                if paying.done():
+                    paying.result()  # a failed create ends the drill here
+                applied = _succeeded(s)
+                if applied >= threshold:
+                    busy = {name: (pid, xid) for name, pid, xid in _mid_apply(s)}
+                    victim = next((name for name in workers.live if name in busy), None)
+                    if victim is not None:
+                        pid, xid = busy[victim]
+                        rows = tuple(r for (r,) in s.query(CLAIMED_ROWS, {"xid": xid}))
+                        claimed = s.query(CLAIMED_ORDER, {"xid": xid})
+                        if rows and claimed:
+                            break
+                time.sleep(0.02)
+            workers.kill(victim)
+            killed = time.monotonic()
+            # The dead worker's connection drops; PostgreSQL ends its transaction and its locks.
+            gone = wait_until(partial(_backend_gone, s, pid), 30, interval=0.02)
+            released = time.monotonic() - killed if gone else None
+            kills.append(ApplyKill(victim, claimed[0][0], rows, released, applied))
+            workers.start()
+        paying.result()
+    return kills
+
+
+def apply_kill_checks(s: Stack, kills: list[ApplyKill], orders: list[str]) -> list[Check]:
+    """The dead workers' claims ended with them; other workers applied the same rows once."""
+    released = [k.released_after for k in kills]
+    ids = [row for k in kills for row in k.rows]
+    rows = s.query(
+        "SELECT id, outcome, attempts, payment_id IS NOT NULL FROM notifications"
+        " WHERE id = ANY(%(ids)s)",
+        {"ids": ids},
+    )
+    clean = [r for r in rows if r[1] in ("applied", "duplicate") and r[2] == 1 and r[3]]
+    twice = s.query(
+        "SELECT count(*) FROM (SELECT payment_id, event_type FROM outbox"
+        " GROUP BY payment_id, event_type HAVING count(*) > 1) AS repeated"
+    )[0][0]
+    states = dict(
+        s.query(
+            "SELECT status, count(*) FROM payments WHERE order_id = ANY(%(orders)s)"
+            " GROUP BY status",
+            {"orders": orders},
+        )
+    )
+    _, confirmations = _received(s)
+    per_order = Counter(order for order, _ in confirmations if order in set(orders))
+    once = sum(per_order[order] == 1 for order in orders)
+    shown = ", ".join("never" if t is None else f"{t:.2f} s" for t in released)
+    return [
+        Check(
+            len(kills) > 0 and all(t is not None and t < RELEASED_WITHIN for t in released),
+            f"mid-apply kills: {len(kills)} workers killed holding {len(ids)} inbox rows and "
+            f"their payment; PostgreSQL released each claim {shown} after the SIGKILL",
+        ),
+        Check(
+            len(clean) == len(ids) > 0,
+            f"{len(clean)}/{len(ids)} rows the dead workers had claimed were applied by another "
+            "worker with no trace of the dead attempt (attempts 1)",
+        ),
+        Check(
+            states == {"success": len(orders)} and twice == 0,
+            f"{states.get('success', 0)}/{len(orders)} payments paid during the kills are success; "
+            f"{twice} (payment, event) pairs in the outbox more than once",
+        ),
+        Check(
+            once == len(orders),
+            f"{once}/{len(orders)} orders paid during the kills confirmed exactly once",
+        ),
+    ]
 
 
 def _delivery_counts(s: Stack) -> Counter:
@@ -114,11 +250,13 @@ def _mid_delivery(s: Stack) -> list[str]:
     return [name for (name,) in s.query(MID_DELIVERY)]
 
 
-def kill_mid_delivery(s: Stack, workers: Workers, options: Options, total: int) -> list[Row]:
+def kill_mid_delivery(
+    s: Stack, workers: Workers, options: Options, total: int, base: int = 0
+) -> list[Row]:
     """Spread the kills over the backlog; each one hits a worker with a delivery claimed."""
     timeline = []
     for k in range(1, options.kills + 1):
-        threshold = total * k // (options.kills + 1)
+        threshold = base + total * k // (options.kills + 1)
         deadline = time.monotonic() + options.timeout
         victim = None
         while victim is None:
@@ -131,9 +269,9 @@ def kill_mid_delivery(s: Stack, workers: Workers, options: Options, total: int) 
             if victim is None:
                 time.sleep(0.05)
         workers.kill(victim)
-        delivered = _delivery_counts(s)["delivered"]
+        delivered = _delivery_counts(s)["delivered"] - base
         workers.start()
-        timeline.append((f"kill {k}", f"{victim} at {delivered}/{total} delivered"))
+        timeline.append((f"delivery kill {k}", f"{victim} at {delivered}/{total} delivered"))
     return timeline
 
 
@@ -208,40 +346,84 @@ def receipt_checks(s: Stack, orders: list[str], kills: int) -> tuple[list[Check]
 
 
 def run(options: Options) -> Result:
-    """Fill the outbox, deliver it through killed workers, and check what the receiver saw."""
+    """Apply and deliver through killed workers; check the inbox, outbox and the receiver."""
     with stack(workers=0, keep=options.keep) as s:
-        orders = fill(s, options)
-        total = 2 * len(orders)
-        s.receiver.delay_seconds = options.receiver_delay
         workers = Workers(s)
-        started = time.monotonic()
         for _ in range(options.workers):
             workers.start()
-        rows = kill_mid_delivery(s, workers, options, total)
+        if not s.await_listeners(set(workers.live)):
+            raise SetupError(f"workers not listening: {s.listeners()}")
+        # Part 1: kills while a worker waits for the (slowed) status answer of an order.
+        applying = [f"WKA-{n:05d}" for n in range(options.payments)]
+        slow = {"delay_seconds": options.status_delay, "operations": ["core.status"]}
+        s.control("POST", "/faults", slow)
+        started = time.monotonic()
+        apply_kills = kill_mid_apply(s, workers, options, applying)
+        wait_for(
+            "every payment's payment.succeeded",
+            lambda: _succeeded(s) == len(applying),
+            options.timeout,
+        )
+        applied = time.monotonic() - started
+        s.control("DELETE", "/faults")
+        first_batch = 2 * len(applying)
+        wait_for(
+            "delivery of the first batch",
+            lambda: _delivery_counts(s)["delivered"] == first_batch,
+            options.timeout,
+        )
+        apply_checks = apply_kill_checks(s, apply_kills, applying)
+        # Part 2: kills while a worker waits for the receiver to answer a delivery.
+        base = 2 * len(applying)
+        s.receiver.delay_seconds = options.receiver_delay
+        delivering = [f"WKD-{n:05d}" for n in range(options.payments)]
+        started = time.monotonic()
+        fill(s, delivering, options, before=len(applying))
+        total = 2 * len(delivering)
+        rows = kill_mid_delivery(s, workers, options, total, base)
 
         def converged() -> bool:
             counts = _delivery_counts(s)
-            return counts["delivered"] == total or counts["dead"] > 0
+            return counts["delivered"] == base + total or counts["dead"] > 0
 
         wait_for("delivery of the whole outbox", converged, options.timeout)
         elapsed = time.monotonic() - started
+        drained = s.drain_inbox(options.timeout)
         counts = _delivery_counts(s)
+        orders = applying + delivering
         checks = [
+            *apply_checks,
             Check(
-                counts["delivered"] == total and sum(counts.values()) == total,
-                f"outbox delivered: {counts['delivered']}/{total} deliveries delivered, "
+                counts["delivered"] == base + total and sum(counts.values()) == base + total,
+                f"outbox delivered: {counts['delivered']}/{base + total} deliveries delivered, "
                 f"{counts['pending']} pending, {counts['dead']} dead",
-            )
+            ),
+            s.inbox_check(drained),
         ]
         received, received_rows = receipt_checks(s, orders, options.kills)
         checks += received
         checks.append(s.audit())
+        application = (
+            f"{applied:.1f} s with {options.workers} workers, the status API answering "
+            f"{options.status_delay} s late"
+        )
         delivery = (
             f"{elapsed:.1f} s with {options.workers} workers, the receiver holding each request "
             f"{options.receiver_delay} s"
         )
+        kill_rows = [
+            (
+                f"apply kill {n}",
+                f"{k.victim} at {k.applied_before}/{len(applying)} applied, holding "
+                f"{len(k.rows)} rows of {k.order_id}",
+            )
+            for n, k in enumerate(apply_kills, start=1)
+        ]
         rows = [
-            ("payments", f"{len(orders)} success, {total} deliveries"),
+            ("payments", f"{len(orders)} success, {base + total} deliveries"),
+            ("application", application),
+            ("arrival to applied", s.arrival_to_applied()),
+            *kill_rows,
             ("delivery", delivery),
             *rows,
             *received_rows,
@@ -252,9 +434,11 @@ def run(options: Options) -> Result:
 
 
 HELP = {
-    "payments": "payments paid, two deliveries each",
+    "payments": "payments paid in each part, two deliveries each",
     "workers": "workers delivering at any time",
     "kills": "workers SIGKILLed mid-delivery, spread over the backlog",
+    "apply_kills": "workers SIGKILLed mid-apply (waiting for the status answer)",
+    "status_delay": "seconds the status API answers late while the apply kills happen",
     "receiver_delay": "seconds the receiver holds each request",
     "timeout": "seconds any one wait may take",
     "keep": "keep the drill's directory and logs",
