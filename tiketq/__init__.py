@@ -30,6 +30,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         worker,
     )
     from tiketq.extensions import db, migrate, ping_when_hung_up, release_session
+    from tiketq.payments.status import StatusDetail
     from tiketq.sessions import PageSessionInterface
 
     app = Flask(__name__, instance_relative_config=True)
@@ -54,6 +55,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     for blueprint in (api.bp, webhooks.bp, ops.bp, docs.bp, checkout.bp):
         app.register_blueprint(blueprint)
     staff.init_app(app)
+    # Pages name details as the code does, so a renamed one cannot silently stop matching.
+    app.jinja_env.globals["StatusDetail"] = StatusDetail
     app.session_interface = PageSessionInterface([api.bp.url_prefix, "/webhook/"])
     security.init_app(app)
     errors.init_app(app)
