@@ -29,6 +29,10 @@ ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 QUIET = 0.10
 
 
+# Notifications the service's worker has still to apply: stored, or failed and to be retried.
+WAITING = "SELECT count(*) FROM notifications WHERE outcome IN ('received', 'failed')"
+
+
 class SetupError(Exception):
     """The benchmark could not be set up or run; nothing was measured."""
 
@@ -242,6 +246,50 @@ class BenchDatabase:
     def drop(self) -> None:
         """Drop the database."""
         sql(ADMIN_DSN, f"DROP DATABASE IF EXISTS {self.name} WITH (FORCE)")
+
+
+@contextlib.contextmanager
+def worker(database: BenchDatabase, env: dict[str, str], log: Path) -> Iterator[int]:
+    """`flask payments worker` in its own session until its first round is done; yield the id."""
+    command = [str(BIN / "flask"), "--app", "wsgi", "payments", "worker"]
+    with log.open("a") as out:
+        process = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        # The worker's id is host:pid; its heartbeat comes after its first full round.
+        deadline = time.monotonic() + 30
+        beat = "SELECT count(*) FROM worker_heartbeats WHERE worker_id LIKE %(id)s"
+        while not database.rows(beat, {"id": f"%:{process.pid}"})[0][0]:
+            if process.poll() is not None:
+                raise SetupError(f"the worker exited with {process.returncode} (log: {log})")
+            if time.monotonic() > deadline:
+                raise SetupError(f"the worker did not start within 30 s (log: {log})")
+            time.sleep(0.1)
+        yield process.pid
+    finally:
+        if process.poll() is None:
+            # SIGTERM: it finishes its round and stops.
+            process.send_signal(signal.SIGTERM)
+        stop(process)
+
+
+def wait_drained(database: BenchDatabase, timeout: float) -> tuple[float, bool]:
+    """Wait until no notification waits to be applied; (time.time() then, whether it did)."""
+    conn = psycopg2.connect(database.dsn, connect_timeout=5)
+    conn.autocommit = True
+    deadline = time.monotonic() + timeout
+    try:
+        with conn.cursor() as cur:
+            while True:
+                cur.execute(WAITING)
+                if cur.fetchone()[0] == 0:
+                    return time.time(), True
+                if time.monotonic() > deadline:
+                    return time.time(), False
+                time.sleep(0.05)
+    finally:
+        conn.close()
 
 
 def _terminated(signum: int, frame: object) -> None:

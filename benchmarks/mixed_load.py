@@ -4,6 +4,11 @@ Run from the project root: .venv/bin/python -m benchmarks.mixed_load [--duration
 [--clients 16] [--mix create=10,read=40,status=25,notify=25]. Needs PostgreSQL on
 127.0.0.1:5432 (user postgres, trust). Exit code 0: measured cleanly; 1: unexpected answers or a
 failed check; 2: setup error.
+
+The service's webhook only stores a notification: one `flask payments worker` runs beside its
+gunicorn and applies it, and the checks wait until the inbox is empty. Each server's simulator
+knows every seeded order (paid or awaiting payment, as in the webhook benchmark), so that the
+baselines' status calls and the worker's find the same answers.
 """
 
 from __future__ import annotations
@@ -37,14 +42,17 @@ from benchmarks.common import (
     run_benchmark,
     served,
     started,
+    wait_drained,
     wait_quiet,
+    worker,
 )
 from benchmarks.webhook_load import (
     ORDER_PREFIX,
-    SERVER_KEY,
     SERVICE_SEED,
+    awaiting_orders,
     notification_mix,
     service_env,
+    simulator,
 )
 
 DATABASE = BenchDatabase("tiketq_mixed")
@@ -71,10 +79,11 @@ CREATE_BODY = {
 }
 JSON_HEADERS = {"Content-Type": "application/json"}
 
+# Closed: applied, with an outcome. "failed" (no usable status answer) still waits to be applied.
 AFTER_RUN = """
 SELECT
     (SELECT count(*) FROM payments WHERE order_id LIKE %(phase)s AND snap_token IS NOT NULL),
-    (SELECT count(*) FROM notifications WHERE outcome <> 'received')
+    (SELECT count(*) FROM notifications WHERE outcome NOT IN ('received', 'failed'))
 """
 
 
@@ -127,6 +136,7 @@ class Ticks:
     busy: int  # the whole machine, in processes
     total: int  # the whole machine, busy or idle
     app: int  # the server's processes
+    worker: int  # the service's `flask payments worker`
     simulator: int
     database: int  # the benchmark database's sessions and PostgreSQL's own processes
     helpers: int  # the load generator and kernel threads
@@ -145,6 +155,8 @@ class Run:
     used: Ticks
     created_rows: int  # payments of the run with a Snap token
     closed_notifications: int
+    drained: bool  # the inbox emptied within --drain-timeout after the load
+    drain_seconds: float  # from the end of the load until then
 
     @property
     def requests(self) -> int:
@@ -163,10 +175,11 @@ class Run:
         return sum(t.unexpected(e) for e, t in self.tallies.items())
 
     def checks_ok(self) -> bool:
-        """Every 201 create has its row with a token; every 200 notification was closed."""
+        """Every 201 create has its row with a token; every 200 notification was applied."""
         return (
             self.created_rows >= self.tallies["create"].statuses[201]
             and self.closed_notifications >= self.tallies["notify"].statuses[200]
+            and self.drained
         )
 
     def cpu_ms(self, ticks: int) -> float:
@@ -206,6 +219,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--wait-quiet", type=int, default=15, help="seconds to wait for other load to stop"
+    )
+    parser.add_argument(
+        "--drain-timeout",
+        type=int,
+        default=120,
+        help="seconds the service's worker gets to empty the inbox after the load",
     )
     parser.add_argument("--drop", action="store_true", help="drop the database at the end")
     args = parser.parse_args(argv)
@@ -331,20 +350,6 @@ def base_env(args: argparse.Namespace, work: Path) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def simulator(env: dict[str, str], work: Path, name: str) -> Iterator[tuple[str, int]]:
-    """A fresh Midtrans simulator in its own process; yield its URL and session id."""
-    port = free_port()
-    command = [
-        str(BIN / "python"), "-m", "tiketq.gateway.simulator", "--port", str(port),
-        "--server-key", SERVER_KEY, "--state", str(work / f"{name}-simulator.sqlite3"),
-    ]  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    log = work / f"{name}-simulator.log"
-    with started(command, env, log, f"{url}/control/transactions") as process:
-        yield url, process.pid
-
-
-@contextlib.contextmanager
 def server(name: str, env: dict[str, str], work: Path, workers: int) -> Iterator[tuple[str, int]]:
     """Serve one of SERVERS; yield its URL and session id."""
     log = work / f"{name}.log"
@@ -362,7 +367,7 @@ def server(name: str, env: dict[str, str], work: Path, workers: int) -> Iterator
         yield url, process.pid
 
 
-def ticks(app_session: int, simulator_session: int) -> Ticks:
+def ticks(app_session: int, simulator_session: int, worker_session: int | None = None) -> Ticks:
     """CPU ticks used since boot by the machine and by each part of the benchmark."""
     busy, total = cpu_times()
     postgres = DATABASE.backends()
@@ -373,6 +378,8 @@ def ticks(app_session: int, simulator_session: int) -> Ticks:
     for process in processes():
         if process.session == app_session:
             used["app"] += process.ticks
+        elif process.session == worker_session:
+            used["worker"] += process.ticks
         elif process.session == simulator_session:
             used["simulator"] += process.ticks
         elif process.pid in postgres:
@@ -381,7 +388,8 @@ def ticks(app_session: int, simulator_session: int) -> Ticks:
             used["helpers"] += process.ticks
     # The load generator's processes have been reaped by then, so they count among children.
     used["helpers"] += children_ticks()
-    return Ticks(busy, total, used["app"], used["simulator"], used["database"], used["helpers"])
+    names = ("app", "worker", "simulator", "database", "helpers")
+    return Ticks(busy, total, *(used[name] for name in names))
 
 
 def _parents(pids: set[int]) -> set[int]:
@@ -389,22 +397,39 @@ def _parents(pids: set[int]) -> set[int]:
     return {process.parent for process in processes() if process.pid in pids}
 
 
+def applying(name: str, env: dict[str, str], work: Path) -> contextlib.AbstractContextManager:
+    """The service's worker (yielding its session id) while the block runs; None for baselines."""
+    if name != "service":
+        return contextlib.nullcontext()
+    return worker(DATABASE, env, work / "worker.log")
+
+
 def measure(name: str, env: dict[str, str], work: Path, args: argparse.Namespace) -> Run:
-    """Warm a server up, reseed, wait for quiet, and measure it under the mix."""
-    stream = tuple(notification_mix(args.payments, random.Random(MIX_SEED)))
-    with simulator(env, work, name) as (midtrans, simulator_session):
-        env = {**env, "MIDTRANS_BASE_URL": midtrans}
+    """Warm a server up, reseed, wait for quiet, measure it under the mix, wait for its inbox."""
+    awaiting = awaiting_orders(args.payments)
+    stream = tuple(notification_mix(args.payments, random.Random(MIX_SEED), awaiting))
+    with simulator(env, work, args.payments, f"{name}-simulator") as midtrans:
+        env = {**env, "MIDTRANS_BASE_URL": midtrans.url}
         reseed(args.payments)
         with server(name, env, work, args.workers) as (url, session):
-            load(url, "w", args.warmup, stream, args)
+            with applying(name, env, work):
+                load(url, "w", args.warmup, stream, args)
+                # Applied before the reseed, which would otherwise wait on the worker's locks.
+                wait_drained(DATABASE, args.drain_timeout)
             reseed(args.payments)
-            wait_quiet(args.wait_quiet)
-            before = ticks(session, simulator_session)
-            tallies = load(url, "m", args.duration, stream, args)
-            used = ticks(session, simulator_session) - before
+            # A fresh worker, as the webhook benchmark starts one for every run.
+            with applying(name, env, work) as worker_session:
+                wait_quiet(args.wait_quiet)
+                before = ticks(session, midtrans.session, worker_session)
+                tallies = load(url, "m", args.duration, stream, args)
+                ended = time.time()
+                # Nothing waits for a baseline (it applied in the request); the worker may not
+                # be done. The CPU it takes meanwhile is part of the notifications' cost.
+                done_at, drained = wait_drained(DATABASE, args.drain_timeout)
+                used = ticks(session, midtrans.session, worker_session) - before
             DATABASE.wait_idle()
     created, closed = DATABASE.rows(AFTER_RUN, {"phase": "MIX-m-%"})[0]
-    return Run(args.duration, tallies, used, created, closed)
+    return Run(args.duration, tallies, used, created, closed, drained, done_at - ended)
 
 
 # The report.
@@ -448,26 +473,34 @@ def print_report(args: argparse.Namespace, runs: dict[str, Run]) -> None:
         f" {args.duration} s per server after {args.warmup} s warm-up; mix {mix};"
         f"\n{args.payments} seeded payments; STATUS_REFRESH_SECONDS={args.refresh_seconds};"
         f" service and flask: gunicorn gthread {args.workers} workers x {args.threads} threads;"
-        f" fastapi: uvicorn {args.workers} workers; simulator in its own process"
+        f" fastapi: uvicorn {args.workers} workers; simulator in its own process;"
+        "\nservice + 1 `flask payments worker`, whose inbox is drained after the load (CPU counted"
+        " until then)"
     )
     print("ratios: req/s service/baseline (higher is better), p50/p99 (lower is better)")
     for endpoint, (title, _) in ENDPOINTS.items():
         tallies = {name: run.tallies[endpoint] for name, run in runs.items()}
         print_endpoint(f"{title}", tallies, runs, endpoint)
     print_endpoint("all endpoints", {n: r.total() for n, r in runs.items()}, runs, None)
-    print(f"\n{'CPU ms per request':28}{'app':>9}{'db':>9}{'sim':>9}{'others':>9}")
+    print(
+        f"\n{'CPU ms per request':28}{'app':>9}{'worker':>9}{'db':>9}{'sim':>9}{'others':>9}"
+        f"{'drained after':>15}"
+    )
     for name, run in runs.items():
         u = run.used
-        others = max(0, u.busy - u.app - u.simulator - u.database - u.helpers) / max(1, u.total)
+        mine = u.app + u.worker + u.simulator + u.database + u.helpers
+        others = max(0, u.busy - mine) / max(1, u.total)
+        drained = f"{run.drain_seconds:.1f} s" if run.drained else "NOT drained"
         print(
-            f"  {LABELS[name]:26}{run.cpu_ms(u.app):9.1f}{run.cpu_ms(u.database):9.1f}"
-            f"{run.cpu_ms(u.simulator):9.1f}{others:9.0%}"
+            f"  {LABELS[name]:26}{run.cpu_ms(u.app):9.1f}{run.cpu_ms(u.worker):9.1f}"
+            f"{run.cpu_ms(u.database):9.1f}{run.cpu_ms(u.simulator):9.1f}{others:9.0%}"
+            f"{drained:>15}"
         )
         if others > QUIET:
             print(f"  WARNING: other processes took {others:.0%} of the CPUs during {name}")
 
 
-def judge(runs: dict[str, Run]) -> bool:
+def judge(args: argparse.Namespace, runs: dict[str, Run]) -> bool:
     """Print unexpected answers and failed checks; True if the run was clean."""
     clean = True
     for name, run in runs.items():
@@ -479,12 +512,17 @@ def judge(runs: dict[str, Run]) -> bool:
         if not run.checks_ok():
             print(
                 f"CHECK FAILED {name}: {run.created_rows} created rows for "
-                f"{run.tallies['create'].statuses[201]} 201s, {run.closed_notifications} closed "
+                f"{run.tallies['create'].statuses[201]} 201s, {run.closed_notifications} applied "
                 f"notifications for {run.tallies['notify'].statuses[200]} 200s"
+                + (
+                    ""
+                    if run.drained
+                    else f"; inbox NOT drained {args.drain_timeout} s after the load"
+                )
             )
             clean = False
     if clean:
-        print("clean run: every answer expected, every create and notification stored")
+        print("clean run: every answer expected, every create stored, every notification applied")
     return clean
 
 
@@ -494,7 +532,7 @@ def run(args: argparse.Namespace, work: Path) -> bool:
     DATABASE.create(env)
     runs = {name: measure(name, env, work, args) for name in args.servers}
     print_report(args, runs)
-    return judge(runs)
+    return judge(args, runs)
 
 
 def main(argv: list[str]) -> int:

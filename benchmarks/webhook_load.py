@@ -25,7 +25,6 @@ import math
 import os
 import random
 import shutil
-import signal
 import sqlite3
 import statistics
 import subprocess
@@ -37,8 +36,6 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import astuple, dataclass, field
 from pathlib import Path
-
-import psycopg2
 
 from benchmarks.common import (
     BIN,
@@ -54,8 +51,9 @@ from benchmarks.common import (
     run_benchmark,
     served,
     started,
-    stop,
+    wait_drained,
     wait_quiet,
+    worker,
 )
 
 BASELINE = "benchmarks.baselines.flask_app:app"
@@ -137,8 +135,6 @@ FROM (
     WHERE e.to_status = 'success' AND e.from_status IS DISTINCT FROM 'success'
 ) s
 """
-
-WAITING = "SELECT count(*) FROM notifications WHERE outcome IN ('received', 'failed')"
 
 OUTCOMES = "SELECT outcome, count(*) FROM notifications GROUP BY outcome ORDER BY 2 DESC"
 
@@ -438,16 +434,18 @@ def seed_simulator(sim: Simulator, state_file: Path, count: int) -> dict[str, st
 
 
 @contextlib.contextmanager
-def simulator(env: dict[str, str], work: Path, count: int) -> Iterator[Simulator]:
-    """A fresh Midtrans simulator in its own process, seeded with every order."""
+def simulator(
+    env: dict[str, str], work: Path, count: int, name: str = "simulator"
+) -> Iterator[Simulator]:
+    """A fresh Midtrans simulator in its own process, seeded with every order (files: name.*)."""
     port = free_port()
-    state = work / "simulator.sqlite3"
+    state = work / f"{name}.sqlite3"
     command = [
         str(BIN / "python"), "-m", "tiketq.gateway.simulator", "--port", str(port),
         "--server-key", SERVER_KEY, "--state", str(state),
     ]  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    log = work / "simulator.log"
+    log = work / f"{name}.log"
     with started(command, env, log, f"{url}/control/faults") as process:
         sim = Simulator(url, process.pid, {})
         yield Simulator(url, process.pid, seed_simulator(sim, state, count))
@@ -476,32 +474,6 @@ def fastapi(env: dict[str, str], work: Path, workers: int) -> Iterator[tuple[str
     ]  # fmt: skip
     with started(command, env, work / "fastapi.log", f"{url}/health") as process:
         yield url, process.pid
-
-
-@contextlib.contextmanager
-def worker(env: dict[str, str], log: Path) -> Iterator[int]:
-    """`flask payments worker` in its own session until its first round is done; yield the id."""
-    command = [str(BIN / "flask"), "--app", "wsgi", "payments", "worker"]
-    with log.open("a") as out:
-        process = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        # The worker's id is host:pid; its heartbeat comes after its first full round.
-        deadline = time.monotonic() + 30
-        beat = "SELECT count(*) FROM worker_heartbeats WHERE worker_id LIKE %(id)s"
-        while not DATABASE.rows(beat, {"id": f"%:{process.pid}"})[0][0]:
-            if process.poll() is not None:
-                raise SetupError(f"the worker exited with {process.returncode} (log: {log})")
-            if time.monotonic() > deadline:
-                raise SetupError(f"the worker did not start within 30 s (log: {log})")
-            time.sleep(0.1)
-        yield process.pid
-    finally:
-        if process.poll() is None:
-            # SIGTERM: it finishes its round and stops.
-            process.send_signal(signal.SIGTERM)
-        stop(process)
 
 
 def wrk(url: str, bodies: Path, seconds: int, args: argparse.Namespace, rate: int = 0) -> Result:
@@ -546,24 +518,6 @@ def ticks(sessions: dict[str, int]) -> Ticks:
     used["helpers"] += children_ticks()
     names = ("app", "worker", "simulator", "database", "helpers")
     return Ticks(busy, total, *(used[name] for name in names))
-
-
-def wait_drained(timeout: int) -> tuple[float, bool]:
-    """Wait until no notification waits to be applied; (time.time() then, whether it did)."""
-    conn = psycopg2.connect(DATABASE.dsn, connect_timeout=5)
-    conn.autocommit = True
-    deadline = time.monotonic() + timeout
-    try:
-        with conn.cursor() as cur:
-            while True:
-                cur.execute(WAITING)
-                if cur.fetchone()[0] == 0:
-                    return time.time(), True
-                if time.monotonic() > deadline:
-                    return time.time(), False
-                time.sleep(0.05)
-    finally:
-        conn.close()
 
 
 def audit(env: dict[str, str]) -> int:
@@ -629,13 +583,15 @@ class Bench:
             sessions = {"app": server.session, "simulator": self.sim.session}
             if name == "service":
                 for n in range(self.args.worker_processes):
-                    sessions[f"worker{n}"] = stack.enter_context(worker(self.env, self.worker_log))
+                    sessions[f"worker{n}"] = stack.enter_context(
+                        worker(DATABASE, self.env, self.worker_log)
+                    )
             wait_quiet(self.args.wait_quiet)
             before = ticks(sessions)
             started_at = time.time()
             result = wrk(server.url, self.bodies, seconds, self.args, rate)
             # Nothing waits for a baseline; the service's worker may have a backlog to apply.
-            done_at, drained = wait_drained(self.args.drain_timeout)
+            done_at, drained = wait_drained(DATABASE, self.args.drain_timeout)
             used = ticks(sessions) - before
         DATABASE.wait_idle()
         applied, _, changed, _, first = DATABASE.rows(AFTER_RUN)[0]

@@ -159,16 +159,20 @@ def read(db: Database, payment_id: str) -> Answer:
 
 
 def status(db: Database, payment_id: str) -> Answer:
-    """GET /payments/<id>/status: ask Midtrans first if open and not checked lately."""
+    """GET /payments/<id>/status: ask Midtrans first if open and not checked lately.
+
+    An answer with a state is applied as a notification's is (the service's refresh does so too).
+    """
     payment = _payment(db, payment_id)
     if payment is None:
         db.rollback()
         return 404, {"detail": "Payment not found"}
     stale = db.row(q.STALE_FOR_REFRESH, {"id": payment_id, "seconds": refresh_seconds()})
     if stale is not None:
-        # Midtrans knows these payments only as Snap sessions ("404" inside a 200) until the
-        # traveller picks a method, so there is no state to apply; the check is still recorded.
-        _core_status(stale["gateway_order_id"])
+        # A Snap session the traveller has not paid from yet is a "404" inside a 200: no state to
+        # apply. The check is recorded either way.
+        answer = _core_status(stale["gateway_order_id"])
+        _apply(db, stale["gateway_order_id"], answer, None, source="reconcile")
         db.row(q.CHECKED, {"id": payment_id})
         payment = _payment(db, payment_id)
     db.commit()
@@ -232,7 +236,12 @@ def webhook(db: Database, raw: bytes) -> Answer:
 
 
 def _apply(
-    db: Database, order_id: str, answer: dict[str, Any], inbox_id: int
+    db: Database,
+    order_id: str,
+    answer: dict[str, Any],
+    inbox_id: int | None,
+    *,
+    source: str = "webhook",
 ) -> tuple[str, str | None]:
     """Bring the locked payment in line with Midtrans's answer; (outcome, payment id)."""
     if answer.get("status_code") == "404":
@@ -258,7 +267,7 @@ def _apply(
         db.row(q.ANSWERED, details)
         return ("duplicate" if target == payment["status"] else "stale"), payment_id
     db.row(q.APPLY_STATUS, {**details, "status": target})
-    _event(db, payment_id, payment["status"], target, source="webhook", notification_id=inbox_id)
+    _event(db, payment_id, payment["status"], target, source=source, notification_id=inbox_id)
     if target == "success":
         _announce(db, payment, "payment.succeeded")
     return "applied", payment_id
