@@ -248,3 +248,26 @@ def committed(database: str, midtrans_simulator: Simulator) -> Iterator[Any]:
 def committing_app(committed: Any) -> Flask:
     """One app with real commits."""
     return committed()
+
+
+# The transaction service's JWT secret in tests whose confirmations are received and decoded.
+CONFIRMATION_SECRET = "test-confirmation-secret-of-32-bytes!"
+
+
+@pytest.fixture
+def receiver() -> Iterator[Any]:
+    """A local HTTP receiver standing in for the transaction service and a subscriber."""
+    from tests.receiver import start_receiver  # it serves itself with serve_in_thread above
+
+    yield from start_receiver()
+
+
+@pytest.fixture
+def worker_app(committed: Any, receiver: Any) -> Flask:
+    """An app with real commits whose confirmations and events go to the local receiver."""
+    return committed(
+        TRANSACTION_SERVICE_URL=receiver.url,
+        JWT_SECRET=CONFIRMATION_SECRET,
+        EVENT_SUBSCRIBER_URLS=[receiver.url + "/user-service/payment-events"],
+        EVENT_SIGNING_SECRET="subscriber-secret",
+    )

@@ -11,9 +11,9 @@ import jwt
 import pytest
 import sqlalchemy as sa
 
+from tests.conftest import CONFIRMATION_SECRET
 from tests.midtrans import notification
 from tests.payments import open_payment
-from tests.receiver import start_receiver
 from tiketq.extensions import db
 from tiketq.gateway import current_gateway
 from tiketq.outbound import current_outbound
@@ -22,24 +22,7 @@ from tiketq.payments.models import Delivery, Notification, Payment, utcnow
 from tiketq.payments.schedule import DELIVERY_DELAYS, MAX_DELIVERY_ATTEMPTS
 from tiketq.worker import run_once
 
-JWT_SECRET = "test-confirmation-secret-of-32-bytes!"
 AMOUNT = 150_000
-
-
-@pytest.fixture
-def receiver():
-    yield from start_receiver()
-
-
-@pytest.fixture
-def worker_app(committed, receiver):
-    """An app with real commits whose confirmations go to the local receiver."""
-    return committed(
-        TRANSACTION_SERVICE_URL=receiver.url,
-        JWT_SECRET=JWT_SECRET,
-        EVENT_SUBSCRIBER_URLS=[receiver.url + "/user-service/payment-events"],
-        EVENT_SIGNING_SECRET="subscriber-secret",
-    )
 
 
 def load(app, payment: Payment) -> Payment:
@@ -160,7 +143,7 @@ def test_the_confirmation_keeps_the_transaction_service_contract(
 
     [confirmation] = [r for r in receiver.received if r.path.endswith("/confirm")]
     body = confirmation.json()
-    claims = jwt.decode(body["token"], JWT_SECRET, algorithms=["HS256"])
+    claims = jwt.decode(body["token"], CONFIRMATION_SECRET, algorithms=["HS256"])
     assert claims["token"] == "success" and claims["order_id"] == payment.order_id
     assert claims["exp"] - claims["iat"] <= 300 and claims["jti"]
     assert body["gateway_response"]["success"] is True
@@ -276,7 +259,7 @@ def test_a_crash_mid_delivery_is_redelivered_with_the_same_event_id(
     confirmations = [r for r in receiver.received if r.path.endswith("/confirm")]
     assert len(confirmations) == 2
     jtis = {
-        jwt.decode(r.json()["token"], JWT_SECRET, algorithms=["HS256"])["jti"]
+        jwt.decode(r.json()["token"], CONFIRMATION_SECRET, algorithms=["HS256"])["jti"]
         for r in confirmations
     }
     assert len(jtis) == 1

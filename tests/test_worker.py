@@ -20,7 +20,6 @@ import sqlalchemy as sa
 from tests.conftest import CLIENT_KEY, SERVER_KEY, TEST_DATABASE_URL
 from tests.midtrans import notification
 from tests.payments import open_payment, poison
-from tests.receiver import start_receiver
 from tiketq import worker
 from tiketq.extensions import db
 from tiketq.gateway import current_gateway
@@ -254,21 +253,6 @@ def test_the_wakeup_answers_a_new_listen_a_stored_notification_and_a_stop(commit
 
 
 # A poison row: its job goes on with the others.
-
-
-@pytest.fixture
-def receiver():
-    yield from start_receiver()
-
-
-@pytest.fixture
-def worker_app(committed, receiver):
-    """Real commits; confirmations and events go to the local receiver."""
-    return committed(
-        TRANSACTION_SERVICE_URL=receiver.url,
-        EVENT_SUBSCRIBER_URLS=[receiver.url + "/user-service/payment-events"],
-        EVENT_SIGNING_SECRET="subscriber-secret",
-    )
 
 
 @pytest.fixture
