@@ -1,8 +1,11 @@
 """Configuration from the environment, and the configurations that must refuse to start."""
 
 import pytest
+import sqlalchemy as sa
 
+from tiketq import create_app
 from tiketq.config import SIMULATOR_SERVER_KEY, ConfigError, from_environ, validate
+from tiketq.extensions import db
 
 
 def config(**env):
@@ -50,7 +53,7 @@ def test_an_external_simulator_is_reached_by_base_url():
 
 def test_database_url_wins_over_postgres_parts():
     settings = config(DATABASE_URL="postgres://u:p@db/x", POSTGRES_HOST="other")
-    assert settings["SQLALCHEMY_DATABASE_URI"] == "postgresql://u:p@db/x"
+    assert settings["SQLALCHEMY_DATABASE_URI"] == "postgresql+psycopg2://u:p@db/x"
 
 
 def test_postgres_parts_and_secret_files_build_the_url(tmp_path):
@@ -178,3 +181,15 @@ def test_the_simulator_url_is_ignored_when_midtrans_keys_are_set():
         MIDTRANS_CLIENT_KEY="SB-Mid-client-real",
     )
     assert settings["MIDTRANS_BASE_URL"] is None
+
+
+@pytest.mark.parametrize("scheme", ["postgres", "postgresql"])
+def test_a_plain_database_url_connects_with_the_installed_driver(database, scheme):
+    # SQLAlchemy maps a bare postgresql:// to psycopg 3, which is not installed: psycopg2 is.
+    url = sa.make_url(database).set(drivername="postgresql").render_as_string(hide_password=False)
+    plain = scheme + url[len("postgresql") :]
+    settings = from_environ({"DATABASE_URL": plain}, "/tmp/unused-instance")
+    app = create_app({"SQLALCHEMY_DATABASE_URI": settings["SQLALCHEMY_DATABASE_URI"]})
+    with app.app_context():
+        assert db.session.scalar(sa.text("SELECT 1")) == 1
+        db.engine.dispose()

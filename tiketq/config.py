@@ -78,8 +78,12 @@ def database_url(env: Mapping[str, str], instance_path: str) -> str:
     """DATABASE_URL, else one built from POSTGRES_*, else SQLite in the instance folder."""
     url = _secret(env, "DATABASE_URL")
     if url:
-        # Heroku-style URLs name the scheme "postgres", which SQLAlchemy 2 no longer accepts.
-        return "postgresql://" + url[len("postgres://") :] if url.startswith("postgres://") else url
+        # Heroku-style URLs say "postgres", which SQLAlchemy 2 refuses, and a bare "postgresql"
+        # means psycopg 3 to SQLAlchemy 2.1: the installed driver is psycopg2.
+        for bare in ("postgres://", "postgresql://"):
+            if url.startswith(bare):
+                return "postgresql+psycopg2://" + url[len(bare) :]
+        return url
     host = env.get("POSTGRES_HOST")
     if host:
         from sqlalchemy.engine import URL
