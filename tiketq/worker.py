@@ -96,9 +96,9 @@ def worker(once: bool, interval: float | None) -> None:
     worker_id = f"{socket.gethostname()}:{os.getpid()}"
     log.info("worker started", extra={"interval": interval, "worker_id": worker_id})
     next_round = 0.0
-    stopping = False
-    while not stopping:
-        if time.monotonic() >= next_round:
+    while not wakeup.stopped():
+        full_round = time.monotonic() >= next_round
+        if full_round:
             done = run_once(current_gateway(), current_outbound(), batch=batch)
             _beat(worker_id, done)
             next_round = time.monotonic() + interval
@@ -109,13 +109,11 @@ def worker(once: bool, interval: float | None) -> None:
         db.session.remove()
         if once:
             break
-        # A full batch means more is waiting: go again at once.
+        # A full batch means more is waiting: go again at once (all jobs, if it was a full round).
         more = max(done.values()) >= batch
-        if more:
+        if more and full_round:
             next_round = 0.0
-        timeout = 0.0 if more else min(poll, max(0.0, next_round - time.monotonic()))
-        wakeup.wait(timeout)
-        stopping = wakeup.stopped()
+        wakeup.wait(0.0 if more else min(poll, max(0.0, next_round - time.monotonic())))
     wakeup.close()
     log.info("worker stopped")
 

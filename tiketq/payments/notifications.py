@@ -285,12 +285,9 @@ def _close(
 def _retry_later(rows: Iterable[Notification], exc: GatewayError, now: datetime) -> None:
     """Midtrans did not answer usefully: the rows wait, and an outage is never given up on."""
     for row in rows:
-        row.attempts += 1
-        row.last_error = str(exc)[:255]
-        gives_up = not isinstance(exc, _OUTAGES) and row.attempts >= MAX_APPLY_ATTEMPTS
-        if gives_up:
-            row.outcome = NotificationOutcome.FAILED.value
-        row.next_attempt_at = None if gives_up else now + retry_delay(row.attempts)
+        _try_again_later(
+            row, str(exc), now, failed=False, may_give_up=not isinstance(exc, _OUTAGES)
+        )
 
 
 def _record_failure(ids: list[int], exc: Exception, now: datetime) -> None:
@@ -299,32 +296,28 @@ def _record_failure(ids: list[int], exc: Exception, now: datetime) -> None:
         "applying notifications failed: %s", exc, exc_info=exc, extra={"notification_ids": ids}
     )
     work_failed.send("inbox", error=exc)
-    error = f"{type(exc).__name__}: {exc}"[:255]
+    error = f"{type(exc).__name__}: {exc}"
     # The rollback released the rows: only those no other worker has applied since are marked.
     still_waiting = (
         sa.select(Notification)
-        .where(
-            Notification.id.in_(ids),
-            Notification.outcome.in_(
-                [
-                    o.value
-                    for o in (
-                        NotificationOutcome.RECEIVED,
-                        _FAILED,
-                        NotificationOutcome.UNKNOWN_ORDER,
-                    )
-                ]
-            ),
-        )
+        .where(Notification.id.in_(ids), Notification.outcome.in_(_UNSETTLED))
         .with_for_update(skip_locked=True)
     )
     for row in db.session.scalars(still_waiting):
-        row.outcome = NotificationOutcome.FAILED.value
-        row.attempts += 1
-        row.last_error = error
-        gives_up = row.attempts >= MAX_APPLY_ATTEMPTS
-        row.next_attempt_at = None if gives_up else now + retry_delay(row.attempts)
+        _try_again_later(row, error, now, failed=True, may_give_up=True)
     db.session.commit()
+
+
+def _try_again_later(
+    row: Notification, error: str, now: datetime, *, failed: bool, may_give_up: bool
+) -> None:
+    """Count a try at a row and plan the next one, or none once it may give up and has."""
+    row.attempts += 1
+    row.last_error = error[:255]
+    gives_up = may_give_up and row.attempts >= MAX_APPLY_ATTEMPTS
+    if failed or gives_up:
+        row.outcome = NotificationOutcome.FAILED.value
+    row.next_attempt_at = None if gives_up else now + retry_delay(row.attempts)
 
 
 def retry_delay(attempts: int) -> timedelta:
@@ -391,7 +384,7 @@ def carry_out(
 
 
 def _keep_details(payment: Payment, answer: Answer) -> None:
-    details = {key: value for key, value in answer.details.items()}
+    details = dict(answer.details)
     if answer.payment_type:
         details["payment_type"] = answer.payment_type
     payment.payment_details = {**payment.payment_details, **details}
@@ -450,7 +443,15 @@ def purge_rejected(*, retention: timedelta, now: datetime | None = None, limit: 
 # Built once: constructing a statement costs more than running a cached one.
 _INBOX = Notification.__table__
 _INSERT_INBOX = sa.insert(_INBOX).returning(_INBOX.c.id)
-_FAILED = NotificationOutcome.FAILED
+# Rows that still wait to be applied: new, retrying, or for an order not known yet.
+_UNSETTLED = [
+    o.value
+    for o in (
+        NotificationOutcome.RECEIVED,
+        NotificationOutcome.FAILED,
+        NotificationOutcome.UNKNOWN_ORDER,
+    )
+]
 _IS_WAITING = sa.and_(
     Notification.outcome.in_(
         [NotificationOutcome.RECEIVED.value, NotificationOutcome.FAILED.value]
