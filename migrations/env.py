@@ -2,8 +2,11 @@ import logging
 from logging.config import fileConfig
 
 from flask import current_app
+from sqlalchemy.exc import OperationalError
 
 from alembic import context
+
+from tiketq.extensions import cannot_connect
 
 # this is the Alembic Config object, which provides
 # access to the values within the .ini file in use.
@@ -91,7 +94,13 @@ def run_migrations_online():
 
     connectable = get_engine()
 
-    with connectable.connect() as connection:
+    try:
+        connection = connectable.connect()
+    except OperationalError as error:
+        # One line saying where and what to check, instead of alembic's long traceback.
+        raise cannot_connect(connectable.url, error) from error
+
+    with connection:
         context.configure(
             connection=connection,
             target_metadata=get_metadata(),

@@ -1,6 +1,7 @@
 """Unbound extensions, bound to an app in create_app."""
 
 import functools
+import os
 import select
 from typing import Any
 
@@ -9,8 +10,10 @@ from flask import Flask
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData
-from sqlalchemy.exc import DBAPIError, DisconnectionError
+from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.orm import DeclarativeBase
+
+from tiketq.config import ConfigError, database_settings
 
 # Named constraints keep Alembic migrations reviewable and reversible.
 NAMING_CONVENTION = {
@@ -26,7 +29,58 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-db = SQLAlchemy(model_class=Base)
+# What a working database URL looks like, in the messages that refuse one.
+URL_EXAMPLE = "postgresql://user:password@host:5432/dbname"
+
+
+def _missing_driver(url: str, error: ImportError) -> str:
+    """The refusal of a URL whose driver is not installed."""
+    drivername = sa.make_url(url).drivername
+    return (
+        f"{database_settings(os.environ)} needs the Python module {error.name!r} for "
+        f"{drivername}://, which is not installed: use {URL_EXAMPLE} (psycopg2 is installed)"
+    )
+
+
+def _unusable_url(error: Exception) -> str:
+    """The refusal of a URL SQLAlchemy cannot read."""
+    # SQLAlchemy's messages here never repeat the URL, so no password can be in them.
+    return (
+        f"{database_settings(os.environ)} is not a database URL SQLAlchemy can use ({error}): "
+        f"use {URL_EXAMPLE}"
+    )
+
+
+class Database(SQLAlchemy):
+    """Flask-SQLAlchemy whose init_app, which makes the engines, fails with a ConfigError."""
+
+    def init_app(self, app: Flask) -> None:
+        """Bind to the app; a database URL no engine can be made from says what to set."""
+        try:
+            super().init_app(app)
+        # The dialect imports its driver when the engine is made: MySQLdb, psycopg 3, ...
+        except ImportError as error:
+            uri = app.config["SQLALCHEMY_DATABASE_URI"]
+            raise ConfigError(_missing_driver(uri, error)) from error
+        # Unparseable, an unknown dialect, or (ValueError) a port that is not a number.
+        except (ArgumentError, ValueError) as error:
+            raise ConfigError(_unusable_url(error)) from error
+
+
+def cannot_connect(url: sa.URL, error: OperationalError) -> ConfigError:
+    """The refusal of a database that takes no connection: where, why, and what to check."""
+    # flask-migrate prints a RuntimeError such as ConfigError as one line, without a traceback.
+    # The driver's first line says why ("... port 1 failed: Connection refused"); the rest is
+    # a hint and SQLAlchemy's link.
+    reason = str(error.orig).strip().splitlines()[0]
+    return ConfigError(
+        f"cannot connect to the database at {url.render_as_string(hide_password=True)} "
+        f"({reason}): check {database_settings(os.environ)}, and that the server is running "
+        "and accepts connections there"
+    )
+
+
+db = Database(model_class=Base)
 migrate = Migrate()
 
 
