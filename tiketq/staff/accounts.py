@@ -1,17 +1,19 @@
-"""Staff of the ops pages: configured as name:hash entries, signed in with a session cookie."""
+"""Staff of the ops pages: configured as name:hash entries, signed in with a server-side session."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
 import re
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from flask import current_app, g, session
 from werkzeug.security import check_password_hash, generate_password_hash
+
+from tiketq.payments.models import utcnow
+from tiketq.staff import sessions
 
 log = logging.getLogger(__name__)
 
@@ -67,26 +69,46 @@ def authenticate(config: Mapping[str, Any], name: str, password: str) -> StaffUs
 
 
 def sign_in(user: StaffUser) -> None:
-    """Start a staff session, dropping whatever the session held before."""
+    """Start a staff session, ending whatever session the browser held before."""
+    _end_held("signed in again")
     session.clear()
     # Flask-WTF keeps this request's CSRF token in g; it belonged to the session just dropped.
     g.pop(current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token"), None)
-    session[SESSION_KEY] = {"name": user.name, "stamp": user.stamp, "since": int(time.time())}
+    session[SESSION_KEY] = sessions.start(user.name, user.stamp, utcnow())
 
 
 def sign_out() -> None:
-    """End the staff session."""
-    session.pop(SESSION_KEY, None)
+    """End the staff session, on the server: a copy of the cookie opens nothing afterwards."""
+    _end_held("signed out")
 
 
 def signed_in(config: Mapping[str, Any]) -> StaffUser | None:
-    """The member of staff of this session, if it is recent and their password unchanged."""
-    held = session.get(SESSION_KEY)
-    if not isinstance(held, dict):
+    """The member of staff of this session while the server has it open; ends it once it is over."""
+    held = _held()
+    if held is None:
         return None
-    user = configured(config).get(str(held.get("name")))
-    age = time.time() - float(held.get("since", 0))
-    if user is None or held.get("stamp") != user.stamp or age > config["OPS_SESSION_HOURS"] * 3600:
+    user = configured(config).get(held.staff_name)
+    now = utcnow()
+    reason = sessions.why_over(held, user.stamp if user else None, config, now)
+    if reason is not None:
+        sessions.end(held, now, reason)
         session.pop(SESSION_KEY, None)
         return None
+    sessions.touch(held, config, now)
     return user
+
+
+def _held() -> sessions.StaffSession | None:
+    # Cookies from before server-side sessions held a dict: they open nothing.
+    token = session.get(SESSION_KEY)
+    found = sessions.find_open(token) if isinstance(token, str) else None
+    if found is None:
+        session.pop(SESSION_KEY, None)
+    return found
+
+
+def _end_held(reason: str) -> None:
+    held = _held()
+    session.pop(SESSION_KEY, None)
+    if held is not None:
+        sessions.end(held, utcnow(), reason)

@@ -19,8 +19,6 @@ from flask import (
     request,
     url_for,
 )
-from flask_limiter import Limiter
-from flask_limiter.util import get_remote_address
 from werkzeug.exceptions import HTTPException
 
 from tiketq.checkout.formats import rupiah
@@ -29,32 +27,14 @@ from tiketq.metrics import AUTH_FAILURES
 from tiketq.payments import background, queries
 from tiketq.payments.errors import PaymentNotFound
 from tiketq.payments.models import utcnow
-from tiketq.staff import accounts, display, environment, widgets
+from tiketq.staff import accounts, display, environment, throttle, widgets
 from tiketq.staff.forms import ActionForm, LoginForm
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("staff", __name__, url_prefix="/ops")
-# Only routes that ask for a limit have one: the webhook and the JSON API are never limited.
-limiter = Limiter(key_func=get_remote_address, headers_enabled=True)
-
-
-@limiter.request_filter
-def _outside_staff_pages() -> bool:
-    # Flask-Limiter looks at every request of the app; this spares the others its lookups.
-    return request.blueprint != bp.name
-
 
 SEARCH_MAX_LENGTH = 64
-
-
-def _login_rate() -> str:
-    return str(current_app.config["OPS_LOGIN_RATE"])
-
-
-def _refused(response: Response) -> bool:
-    # A successful login does not count against the limit; wrong passwords and bad forms do.
-    return response.status_code >= 400
 
 
 def _safe_next(target: str | None) -> str:
@@ -90,20 +70,27 @@ def _page_helpers() -> dict[str, Any]:
 
 
 @bp.route("/login", methods=["GET", "POST"])
-@limiter.limit(_login_rate, methods=["POST"], deduct_when=_refused)
 def login() -> Any:
-    """Ask for a name and password; a right pair starts a staff session."""
+    """Ask for a name and password; a right pair starts a staff session, unless it is limited."""
     form = LoginForm()
     if request.method == "GET":
         form.next.data = request.args.get("next", "")
         return render_template("ops/login.html", form=form)
     if not form.validate_on_submit():
         return render_template("ops/login.html", form=form), 400
+    tries = throttle.take(form.name.data)
+    if tries.limited:
+        AUTH_FAILURES.labels("ops_login").inc()
+        log.warning("ops login limited", extra={"remote_addr": request.remote_addr})
+        # No form and nothing about the password, so that the page is the same whatever was typed.
+        page = render_template("ops/login.html", limited=True)
+        return page, 429, {"Retry-After": str(tries.retry_after)}
     user = accounts.authenticate(current_app.config, form.name.data, form.password.data)
     if user is None:
         AUTH_FAILURES.labels("ops_login").inc()
         log.warning("ops login refused", extra={"remote_addr": request.remote_addr})
         return render_template("ops/login.html", form=form, refused=True), 401
+    tries.give_back()
     accounts.sign_in(user)
     log.info("ops login", extra={"staff": user.name, "remote_addr": request.remote_addr})
     return redirect(_safe_next(form.next.data), 303)
@@ -202,5 +189,4 @@ def _not_found(exc: PaymentNotFound) -> tuple[str, int]:
 @bp.errorhandler(HTTPException)
 def _http_error(exc: HTTPException) -> tuple[str, int]:
     code = exc.code or 500
-    message = exc.description if code != 429 else "Too many attempts; wait a minute and try again."
-    return render_template("ops/error.html", code=code, message=message), code
+    return render_template("ops/error.html", code=code, message=exc.description), code
