@@ -8,6 +8,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PORT=8000 \
     PROMETHEUS_MULTIPROC_DIR=/tmp/prometheus
+# gunicorn binds loopback by default; inside the container it must answer on every interface.
+# Set both PORT and GUNICORN_BIND to move the port.
+ENV GUNICORN_BIND=0.0.0.0:8000
 
 WORKDIR /app
 

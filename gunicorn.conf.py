@@ -3,7 +3,9 @@
 import os
 import shutil
 
-bind = os.environ.get("GUNICORN_BIND", f"0.0.0.0:{os.environ.get('PORT', '8003')}")
+# Loopback unless asked: the in-app Midtrans simulator must not reach the local network by default.
+# The image sets GUNICORN_BIND=0.0.0.0:8000, its container's network being its own.
+bind = os.environ.get("GUNICORN_BIND", f"127.0.0.1:{os.environ.get('PORT', '8003')}")
 # Threads let the in-app Midtrans simulator answer this process's own calls to it.
 worker_class = "gthread"
 workers = int(os.environ.get("GUNICORN_WORKERS", "2"))

@@ -1,17 +1,19 @@
-"""Control API for tests and demos: drive payments, inject faults (no auth; never in production)."""
+"""Control API for tests and demos: drive payments, inject faults (loopback only, no auth)."""
 
 from typing import Any
 
 from flask import Blueprint, Response, request
 
 from . import lifecycle
-from .guards import OPERATION_NAMES
+from .guards import OPERATION_NAMES, loopback_only
 from .service import UnknownChoice, current_simulator
 from .store import Fault
 from .validation import whole_number
 from .wire import control_error, json_response, utc_now
 
 bp = Blueprint("control", __name__, url_prefix="/control")
+# Anyone who reaches it could mark orders paid: only this machine may.
+bp.before_request(loopback_only)
 
 _FAULT_FIELDS = frozenset(("delay_seconds", "status", "body", "times", "operations"))
 

@@ -1,13 +1,19 @@
-"""Request guards shared by the Snap and Core routes: call counting, server-key auth, faults."""
+"""Request guards: call counting, server-key auth and faults for Snap and Core; loopback control."""
 
 import hmac
+import ipaddress
 import json
+import re
 import time
 from collections.abc import Callable
 
 from flask import Response, request
 
 from .service import current_simulator
+from .wire import control_error
+
+# The client addresses in a Forwarded header (RFC 7239): for=1.2.3.4, for="[::1]:80", for=unknown.
+_FORWARDED_FOR = re.compile(r'(?i)(?:^|[;,\s])for=("[^"]*"|[^;,\s]*)')
 
 # Operation names by "<blueprint>.<view>"; control routes and snap.js are neither counted nor
 # faulted, since they are not the Midtrans APIs the service under test calls.
@@ -85,3 +91,45 @@ def _guess_mimetype(body: str) -> str:
     except ValueError:
         return "text/html"
     return "application/json"
+
+
+def loopback_only() -> Response | None:
+    """Refuse a control API call with 403 unless it comes from this machine, not via a proxy."""
+    # The control API can list customers and mark any order paid, and it has no auth of its own.
+    for address in _claimed_clients():
+        if not _is_loopback(address):
+            return control_error(
+                "the simulator's control API answers loopback clients only (127.0.0.0/8, ::1); "
+                f"this request came from {address or 'an unknown address'}",
+                403,
+            )
+    return None
+
+
+def _claimed_clients() -> list[str]:
+    """The peer (the forwarded client under PROXY_FIX_HOPS) and every client a proxy names."""
+    # A proxy on this machine that PROXY_FIX_HOPS does not declare makes every peer loopback;
+    # the addresses it forwards for are what say whether the caller is local.
+    named = request.headers.get("X-Forwarded-For", "").split(",")
+    named.append(request.headers.get("X-Real-IP", ""))
+    named += _FORWARDED_FOR.findall(request.headers.get("Forwarded", ""))
+    return [request.remote_addr or "", *(_host(token) for token in named if token.strip())]
+
+
+def _host(token: str) -> str:
+    """The address in a forwarding header's entry, without quotes, brackets or port."""
+    token = token.strip().strip('"')
+    if token.startswith("["):
+        return token[1:].partition("]")[0]
+    # One colon is IPv4 with a port; more is a bare IPv6 address.
+    return token.partition(":")[0] if token.count(":") == 1 else token
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False  # "unknown", an obfuscated name, or nothing at all
+    # Python 3.11 does not call ::ffff:127.0.0.1 loopback; a dual-stack socket reports it so.
+    mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
+    return (mapped or ip).is_loopback

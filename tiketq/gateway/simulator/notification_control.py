@@ -6,11 +6,14 @@ from typing import Any
 from flask import Blueprint, Response, request
 
 from . import lifecycle
+from .guards import loopback_only
 from .outbox import Mode
 from .service import current_simulator
 from .wire import control_error, json_response
 
 bp = Blueprint("notification_control", __name__, url_prefix="/control")
+# Unauthenticated, it shows signed notifications and replays them: only this machine may.
+bp.before_request(loopback_only)
 
 MAX_DUPLICATES = 10
 MAX_DRAIN_SECONDS = 60.0
