@@ -42,7 +42,7 @@ bench: $(VENV)/.dev
 	$(BIN)/python -m benchmarks.webhook_load --drop
 	$(BIN)/python -m benchmarks.mixed_load --drop
 
-DRILLS := storm db_restart gateway_faults worker_kill
+DRILLS := storm db_restart gateway_faults worker_kill slow_clients
 
 drills: $(VENV)/.dev
 	@status=0; for drill in $(DRILLS); do $(BIN)/python -m drills.$$drill || status=1; done; exit $$status

@@ -1,17 +1,65 @@
-"""The Dockerfile and compose file, checked the only way this machine allows: by reading them."""
+"""The Dockerfile, the compose file and the nginx config in front of the service.
 
+Docker cannot run on this machine, so the Dockerfile and compose file are checked by reading
+them. The nginx config is the deployed template rendered as the image renders it, run by
+Debian's nginx in front of a stand-in upstream: these tests fail, not skip, without nginx.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
 import shutil
+import socket
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import pytest
+import requests
 import yaml
 
+from drills import slow_clients
+from drills.harness import wait_until
+from tiketq import config
+
 ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = ROOT / "deploy" / "nginx" / "templates" / "default.conf.template"
+# An answer larger than the kernel's socket buffers between nginx and a client that reads none
+# of it (several MiB on loopback): only a proxy that buffers it can take it all from gunicorn.
+LARGE_ANSWER = 24 * 1024 * 1024
 
 
 def compose() -> dict:
     return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def directive(name: str) -> str:
+    """The value of a directive the template sets exactly once."""
+    values = re.findall(rf"^\s*{name}\s+([^;]+);", TEMPLATE.read_text(), re.MULTILINE)
+    assert len(values) == 1, f"{name}: {values}"
+    return values[0]
+
+
+def seconds(value: str) -> float:
+    """An nginx time ("60s", "1m") in seconds."""
+    number, unit = re.fullmatch(r"(\d+)(ms|s|m)?", value).groups()
+    return int(number) * {"ms": 0.001, "s": 1, "m": 60, None: 1}[unit]
+
+
+def gunicorn_setting(name: str, env: dict[str, str]) -> object:
+    """One value of gunicorn.conf.py as gunicorn would read it in env."""
+    code = f"import runpy; print(repr(runpy.run_path('gunicorn.conf.py')[{name!r}]))"
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    return ast.literal_eval(result.stdout)
 
 
 def test_dockerfile_passes_hadolint():
@@ -20,8 +68,48 @@ def test_dockerfile_passes_hadolint():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_service_is_published_on_host_port_8003():
-    assert compose()["services"]["payment-service"]["ports"] == ["8003:8000"]
+def test_only_nginx_publishes_a_port_and_the_service_only_exposes_gunicorns():
+    services = compose()["services"]
+    assert services["nginx"]["ports"] == ["8003:80"]
+    assert "ports" not in services["payment-service"]
+    assert services["payment-service"]["expose"] == ["8000"]
+    assert [name for name, service in services.items() if "ports" in service] == ["nginx"]
+
+
+def test_nginx_is_the_pinned_official_image_rendering_the_deployed_template():
+    nginx = compose()["services"]["nginx"]
+    assert re.fullmatch(r"nginx:\d+\.\d+\.\d+", nginx["image"])
+    assert nginx["volumes"] == ["./deploy/nginx/templates:/etc/nginx/templates:ro"]
+    # The image writes templates/X.template to conf.d/X: default.conf replaces its welcome page.
+    assert TEMPLATE.name == "default.conf.template"
+    env = nginx["environment"]
+    assert env["TIKETQ_UPSTREAM"] == "payment-service:8000"
+    # Every variable of the template has a value, and the filter lets envsubst touch no other.
+    used = set(re.findall(r"\$\{(\w+)\}", TEMPLATE.read_text()))
+    assert used == {"TIKETQ_LISTEN", "TIKETQ_UPSTREAM"} <= set(env)
+    assert all(re.match(env["NGINX_ENVSUBST_FILTER"], name) for name in used)
+    assert not re.match(env["NGINX_ENVSUBST_FILTER"], "remote_addr")
+    assert nginx["ports"] == [f"8003:{env['TIKETQ_LISTEN']}"]
+    # nginx resolves payment-service when it starts: compose restarts it with a new container.
+    dependency = nginx["depends_on"]["payment-service"]
+    assert dependency == {"condition": "service_healthy", "restart": True}
+
+
+def test_redis_is_pinned_healthchecked_and_up_before_the_service():
+    services = compose()["services"]
+    redis = services["redis"]
+    assert re.fullmatch(r"redis:\d+\.\d+\.\d+", redis["image"])
+    assert redis["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
+    assert services["payment-service"]["depends_on"]["redis"]["condition"] == "service_healthy"
+
+
+@pytest.mark.parametrize("service", ["migrate", "payment-service", "worker"])
+def test_the_service_environment_is_behind_one_proxy_with_a_shared_rate_limit_store(service):
+    env = compose()["services"][service]["environment"]
+    assert env["RATELIMIT_STORAGE_URI"] == "redis://redis:6379/0"
+    assert env["PROXY_FIX_HOPS"] == "1"
+    assert env["GUNICORN_BIND"] == "0.0.0.0:8000"
+    assert env["PUBLIC_BASE_URL"] == "${PUBLIC_BASE_URL:-http://localhost:8003}"
 
 
 def test_migrations_finish_before_gunicorn_starts():
@@ -58,22 +146,177 @@ def test_the_image_runs_gunicorn_with_the_repository_config():
     assert cmd == ['CMD ["gunicorn", "--config", "gunicorn.conf.py", "wsgi:app"]']
 
 
-def test_gunicorn_config_binds_the_port_from_the_environment():
-    result = subprocess.run(
-        [sys.executable, "-c", "import runpy; print(runpy.run_path('gunicorn.conf.py')['bind'])"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env={"PORT": "8000"},
-    )
-    assert result.stdout.strip() == "0.0.0.0:8000"
+def test_gunicorn_binds_the_address_compose_gives_it():
+    env = compose()["services"]["payment-service"]["environment"]
+    bind = gunicorn_setting("bind", {"PORT": env["PORT"], "GUNICORN_BIND": env["GUNICORN_BIND"]})
+    assert bind == "0.0.0.0:8000"
 
 
 def test_the_worker_runs_from_the_same_image_after_migrations():
     worker = compose()["services"]["worker"]
     assert worker["command"] == ["flask", "--app", "wsgi", "payments", "worker"]
     assert worker["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    # Internal: straight to gunicorn, not through nginx.
     assert (
         worker["environment"]["MIDTRANS_SIMULATOR_URL"] == "http://payment-service:8000/_simulator"
     )
     assert worker["environment"]["POSTGRES_PASSWORD_FILE"] == "/run/secrets/db_password"
+
+
+def test_nginx_refuses_exactly_the_bodies_the_app_refuses(tmp_path):
+    limit = config.from_environ({}, str(tmp_path))["MAX_CONTENT_LENGTH"]
+    assert directive("client_max_body_size") == f"{limit // 1024}k"
+    # A body nginx accepts is held in memory whole, never in a temp file.
+    assert directive("client_body_buffer_size") == directive("client_max_body_size")
+
+
+def test_nginx_waits_for_gunicorn_longer_than_the_app_waits_for_itself(tmp_path):
+    settings = config.from_environ({}, str(tmp_path))
+    midtrans = settings["MIDTRANS_CONNECT_TIMEOUT"] + settings["MIDTRANS_READ_TIMEOUT"]
+    gunicorn_timeout = gunicorn_setting("timeout", {})
+    assert isinstance(gunicorn_timeout, int)
+    assert seconds(directive("proxy_read_timeout")) > max(gunicorn_timeout, midtrans)
+
+
+def test_nginx_buffers_both_ways_and_drops_slow_clients():
+    assert directive("proxy_request_buffering") == "on"
+    assert directive("proxy_buffering") == "on"
+    for name in ("client_header_timeout", "client_body_timeout", "send_timeout"):
+        # Far shorter than gunicorn's timeout: a stalled client is gone long before it matters.
+        assert seconds(directive(name)) <= 15, name
+    assert seconds(directive("keepalive_timeout")) <= 30
+
+
+def test_nginx_accepts_the_rendered_config(tmp_path):
+    slow_clients.write_config(tmp_path, "127.0.0.1:8080", "127.0.0.1:8000")
+    report = slow_clients.check_config(tmp_path)
+    assert "test is successful" in report
+    rendered = (tmp_path / "default.conf").read_text()
+    assert "${" not in rendered
+    # nginx's own variables are left for nginx.
+    assert "$remote_addr" in rendered and "$http_host" in rendered
+
+
+@dataclass
+class Upstream:
+    """Stands in for gunicorn behind nginx: records each request, answers JSON or a large body."""
+
+    url: str = ""
+    received: list[dict] = field(default_factory=list)
+    large_answer_sent: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def paths(self) -> list[str]:
+        """The paths requested so far, in arrival order."""
+        with self.lock:
+            return [r["path"] for r in self.received]
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[Upstream]:
+    record = Upstream()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            self._answer()
+
+        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            self._answer(int(self.headers.get("Content-Length") or 0))
+
+        def _answer(self, length: int = 0) -> None:
+            # Recorded on arrival, before the body is read: a request streamed on unbuffered
+            # would show here while its body still trickled in.
+            request = {"path": self.path, "headers": dict(self.headers)}
+            with record.lock:
+                record.received.append(request)
+            request["body"] = len(self.rfile.read(length))
+            if self.path == "/large":
+                self._send(b"x" * LARGE_ANSWER, "application/octet-stream")
+                record.large_answer_sent.set()
+            else:
+                self._send(json.dumps(request).encode(), "application/json")
+
+        def _send(self, body: bytes, content_type: str) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            """Quiet."""
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    record.url = f"http://127.0.0.1:{server.server_port}"
+    try:
+        yield record
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="module")
+def proxy(upstream: Upstream) -> Iterator[str]:
+    """The deployed config run by Debian's nginx in front of the stand-in upstream."""
+    with slow_clients.proxy(upstream.url.removeprefix("http://")) as url:
+        yield url
+
+
+def test_the_proxy_forwards_the_client_address_and_scheme_and_no_other_claim(proxy):
+    spoofed = {
+        "X-Forwarded-For": "203.0.113.9",
+        "X-Forwarded-Proto": "https",
+        "X-Forwarded-Host": "evil.example",
+        "X-Forwarded-Port": "443",
+        "X-Forwarded-Prefix": "/evil",
+        "Host": "pay.tiketq.example:8003",
+    }
+    seen = requests.get(f"{proxy}/health", headers=spoofed, timeout=10).json()["headers"]
+    assert seen["X-Forwarded-For"] == "127.0.0.1"
+    assert seen["X-Forwarded-Proto"] == "http"
+    assert seen["Host"] == "pay.tiketq.example:8003"
+    assert not {"X-Forwarded-Host", "X-Forwarded-Port", "X-Forwarded-Prefix"} & set(seen)
+
+
+def test_a_body_over_max_content_length_is_refused_by_nginx_in_the_api_error_shape(proxy, upstream):
+    limit = 64 * 1024
+    accepted = requests.post(f"{proxy}/payments/webhook", data=b"x" * limit, timeout=10)
+    assert accepted.status_code == 200 and accepted.json()["body"] == limit
+    refused = requests.post(f"{proxy}/payments/too-large", data=b"x" * (limit + 1), timeout=10)
+    assert refused.status_code == 413
+    assert refused.headers["Content-Type"] == "application/json"
+    assert refused.json() == {
+        "detail": "The data value transmitted exceeds the capacity limit.",
+        "errors": [],
+    }
+    assert "/payments/too-large" not in upstream.paths()
+
+
+def test_a_request_reaches_the_upstream_only_once_its_body_is_whole(proxy, upstream):
+    host, port = proxy.removeprefix("http://").split(":")
+    body = json.dumps({"order_id": "ORD-SLOW", "padding": "x" * 500}).encode()
+    head = (
+        f"POST /payments/webhook?slow HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json"
+        f"\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode()
+    with socket.create_connection((host, int(port)), timeout=30) as slow:
+        slow.sendall(head + body[:100])
+        # A request sent after the slow one's first bytes gets through and answered first...
+        requests.get(f"{proxy}/health?after", timeout=10).raise_for_status()
+        assert "/payments/webhook?slow" not in upstream.paths()
+        # ...and the slow one reaches the upstream whole once its last byte is in.
+        slow.sendall(body[100:])
+        answer = b""
+        while chunk := slow.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200")
+    assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["body"] == len(body)
+
+
+def test_the_proxy_takes_a_large_answer_whole_while_the_client_reads_none_of_it(proxy, upstream):
+    host, port = proxy.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as reader:
+        reader.sendall(f"GET /large HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        # The upstream finished writing although the client has not read a byte: nginx holds it.
+        assert wait_until(upstream.large_answer_sent.is_set, timeout=60, interval=0.05)

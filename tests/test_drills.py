@@ -1,4 +1,4 @@
-"""CI-sized fault drills: a notification storm and a database restart mid-load, end to end.
+"""CI-sized fault drills: a notification storm, a database restart mid-load and slow clients.
 
 Each brings up its own PostgreSQL cluster, simulator, gunicorn and workers (drills/harness.py),
 so nothing here uses the test database of conftest.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from drills import db_restart, storm
+from drills import db_restart, slow_clients, storm
 from drills.report import Result
 
 
@@ -31,3 +31,19 @@ def test_a_database_restart_mid_load_loses_nothing_and_needs_no_service_restart(
     options = db_restart.Options(clients=4, seconds=12, restarts=("fast",), down=1.5, patience=90)
     result = db_restart.run(options)
     assert_kept(result)
+
+
+@pytest.mark.timeout(240)
+def test_slow_clients_through_nginx_leave_health_and_the_notification_url_answering() -> None:
+    result = slow_clients.run(slow_clients.Options(seconds=5, connections=40))
+    assert_kept(result)
+
+
+@pytest.mark.timeout(240)
+def test_the_same_slow_clients_straight_at_gunicorn_stop_health() -> None:
+    # The drill can fail: without nginx, its probes go unanswered while the connections hold.
+    result = slow_clients.run(slow_clients.Options(seconds=5, connections=40, no_proxy=True))
+    failed = result.failures()
+    assert any(line.startswith("GET /health straight at gunicorn") for line in failed), failed
+    assert any(line.startswith("POST notification straight at gunicorn") for line in failed)
+    assert not any(line.startswith("slow connections") for line in failed), failed
