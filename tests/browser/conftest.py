@@ -130,6 +130,8 @@ def shop(committed, tmp_path) -> Iterator[Shop]:
     """
     app = committed()
     url, server = serve_in_thread(app)
+    # The addresses the service hands out (payment_url, Snap's finish URL) are where it is served.
+    app.config["PUBLIC_BASE_URL"] = url
     sim_app = simulator.create_app(
         server_key=SERVER_KEY,
         state_path=str(tmp_path / "simulator.sqlite3"),

@@ -12,6 +12,7 @@ from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import SARI, Shop, Tab
 from tests.conftest import app_config, serve_in_thread
+from tests.production import PRODUCTION_CONFIG
 from tiketq import create_app
 from tiketq.extensions import db
 from tiketq.payments.models import Payment, utcnow
@@ -148,7 +149,8 @@ def test_the_english_switch_changes_the_page_and_snap(shop: Shop, tab: Tab, orde
 
 
 def test_hostile_customer_text_stays_text(shop: Shop, tab: Tab, order_id):
-    name = '"><img src=x onerror=alert(1)><script>alert(2)</script>'
+    # No spaces: the pages show a name's first word only, and all of this must reach them.
+    name = '"><img/src=x/onerror=alert(1)><script>alert(2)</script>'
     payment = shop.open_payment(order_id, customer_details={**SARI, "first_name": name})
     page = tab.page
     for path in (f"/checkout/{payment['id']}", f"/receipt/{payment['id']}"):
@@ -157,21 +159,27 @@ def test_hostile_customer_text_stays_text(shop: Shop, tab: Tab, order_id):
     tab.assert_clean()
 
 
+def test_the_transaction_services_body_is_paid_with_masked_details(shop: Shop, tab: Tab, order_id):
+    payment = shop.open_payment(order_id, customer_details={"email": "rani@example.com"})
+    page = tab.page
+    page.goto(payment["payment_url"])
+    expect(page.locator("#customer-email")).to_have_text("r***@example.com")
+    expect(page.locator("form")).to_have_count(0)
+
+    pay_in_snap(page, "gopay", "settlement")
+
+    page.wait_for_url(f"**/receipt/{payment['id']}")
+    expect(page.locator("#status-title")).to_have_text("Lunas", timeout=SETTLED)
+    expect(page.locator("#customer-email")).to_have_text("r***@example.com")
+    assert "rani@" not in page.content()
+    tab.assert_clean()
+
+
 @pytest.fixture
 def production_shop(committed) -> Iterator[tuple[Flask, str]]:
     """The unchanged production configuration, served; it never gets to call Midtrans."""
     committed()  # its teardown empties the tables this app writes to
-    app = create_app(
-        app_config(
-            MIDTRANS_IS_PRODUCTION=True,
-            MIDTRANS_SIMULATOR=False,
-            MIDTRANS_BASE_URL=None,
-            MIDTRANS_SERVER_KEY="Mid-server-PRODTEST",
-            MIDTRANS_CLIENT_KEY="Mid-client-PRODTEST",
-            JWT_SECRET="production-confirmations-secret",
-            SECRET_KEY="production-session-secret",
-        )
-    )
+    app = create_app(app_config(**PRODUCTION_CONFIG))
     url, server = serve_in_thread(app)
     yield app, url
     server.shutdown()

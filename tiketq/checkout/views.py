@@ -21,7 +21,7 @@ from flask import (
 from werkzeug.exceptions import HTTPException
 
 from tiketq.checkout import formats, texts
-from tiketq.checkout.forms import CustomerForm, RetryForm
+from tiketq.checkout.forms import RetryForm
 from tiketq.config import snap_js_url
 from tiketq.gateway import GatewayError, current_gateway
 from tiketq.payments import background, queries, rules, service
@@ -31,17 +31,21 @@ from tiketq.payments.status import OPEN, PAID, PaymentStatus
 
 bp = Blueprint("checkout", __name__)
 
-# Attempts the traveller may replace with a fresh one; a canceled order stays canceled.
-
 
 def checkout_url(payment_id: uuid.UUID) -> str:
     """The absolute address of a payment's checkout page: the API's payment_url."""
-    return url_for("checkout.checkout", payment_id=payment_id, _external=True)
+    return _public("checkout.checkout", payment_id=payment_id)
 
 
 def finish_url(payment_id: uuid.UUID) -> str:
     """The absolute address Snap sends the traveller's browser to when it is done."""
-    return url_for("checkout.finish", payment_id=payment_id, _external=True)
+    return _public("checkout.finish", payment_id=payment_id)
+
+
+def _public(endpoint: str, **values: Any) -> str:
+    # From configuration, never from the Host header: whoever sends the first create for an
+    # order would otherwise choose where Snap sends every traveller of that order.
+    return current_app.config["PUBLIC_BASE_URL"] + url_for(endpoint, **values)
 
 
 @bp.before_request
@@ -64,6 +68,9 @@ def _page_helpers() -> dict[str, Any]:
         "clock": formats.clock,
         "moment": lambda value: formats.moment(value, lang),
         "method_name": lambda payment_type: texts.method_name(payment_type, lang),
+        "first_word": formats.first_word,
+        "mask_email": formats.mask_email,
+        "mask_phone": formats.mask_phone,
     }
 
 
@@ -85,24 +92,11 @@ def _payment(payment_id: str) -> Payment:
 
 @bp.get("/checkout/<payment_id>")
 def checkout(payment_id: str) -> Any:
-    """Show the order, the traveller's details and the button that opens Snap."""
+    """Show the order, the traveller's masked details and the button that opens Snap."""
     payment = _payment(payment_id)
     if payment.status in PAID or payment.status is PaymentStatus.CANCELED:
         return redirect(url_for(".receipt", payment_id=payment.id), 303)
-    return _render_checkout(payment, _customer_form(payment))
-
-
-@bp.post("/checkout/<payment_id>")
-def save_customer(payment_id: str) -> Any:
-    """Store the traveller's details, then show the page again (post/redirect/get)."""
-    payment = _payment(payment_id)
-    form = CustomerForm()
-    if not form.validate_on_submit():
-        return _render_checkout(payment, form, editing=True), 400
-    service.update_customer(
-        payment.id, name=form.name.data, email=form.email.data, phone=form.phone.data
-    )
-    return redirect(url_for(".checkout", payment_id=payment.id), 303)
+    return _render_checkout(payment)
 
 
 @bp.post("/checkout/<payment_id>/retry")
@@ -111,7 +105,7 @@ def retry(payment_id: str) -> Any:
     payment = _payment(payment_id)
     form = RetryForm()
     if not form.validate_on_submit():
-        return _render_checkout(payment, _customer_form(payment), retry_form=form), 400
+        return _render_checkout(payment, retry_form=form), 400
     fresh = service.retry_payment(payment.id, gateway=current_gateway(), finish_url=finish_url)
     return redirect(url_for(".checkout", payment_id=fresh.id), 303)
 
@@ -159,54 +153,23 @@ def receipt(payment_id: str) -> str:
         is_open=payment.status in OPEN,
         overdue=payment.status in OPEN and payment.is_expired(now),
         seconds_left=formats.seconds_left(payment.expires_at, now),
-        customer_name=_customer_name(payment),
     )
 
 
-def _customer_form(payment: Payment) -> CustomerForm:
-    customer = payment.customer
-    return CustomerForm(
-        formdata=None,
-        data={
-            "name": _customer_name(payment),
-            "email": customer.get("email"),
-            "phone": customer.get("phone"),
-        },
-    )
-
-
-def _customer_name(payment: Payment) -> str:
-    parts = (payment.customer.get("first_name"), payment.customer.get("last_name"))
-    return " ".join(part for part in parts if part)
-
-
-def _render_checkout(
-    payment: Payment,
-    form: CustomerForm,
-    *,
-    editing: bool = False,
-    retry_form: RetryForm | None = None,
-) -> str:
+def _render_checkout(payment: Payment, *, retry_form: RetryForm | None = None) -> str:
     now = utcnow()
     overdue = payment.status in OPEN and payment.is_expired(now)
-    complete = all(
-        (_customer_name(payment), payment.customer.get("email"), payment.customer.get("phone"))
-    )
-    editing = editing or not complete or request.args.get("edit") == "1"
+    # Midtrans needs none of the traveller's details, so whatever the caller sent is enough.
     payable = payment.status is PaymentStatus.PENDING and not overdue and bool(payment.snap_token)
     config = current_app.config
     return render_template(
         "checkout/checkout.html",
         payment=payment,
-        form=form,
         retry_form=retry_form or RetryForm(formdata=None),
-        editing=editing and payment.status in OPEN and not overdue,
-        complete=complete,
-        can_pay=payable and not editing,
+        can_pay=payable,
         can_retry=rules.may_pay_again(payment.status, overdue=overdue),
         overdue=overdue,
         seconds_left=formats.seconds_left(payment.expires_at, now),
-        customer_name=_customer_name(payment),
         snap_js_url=snap_js_url(config),
         client_key=config["MIDTRANS_CLIENT_KEY"],
     )
