@@ -160,6 +160,8 @@ def app_config(**overrides: Any) -> dict[str, Any]:
         # The session's app is shared by every test: an open circuit would leak from one test
         # into the next. The breaker's own tests turn it on.
         "MIDTRANS_BREAKER_FAILURES": 0,
+        # The Flask test client's host, so that the addresses we hand out open in it.
+        "PUBLIC_BASE_URL": "http://localhost",
         **overrides,
     }
 

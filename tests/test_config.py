@@ -3,6 +3,7 @@
 import pytest
 import sqlalchemy as sa
 
+from tests.production import PRODUCTION_ENV
 from tiketq import create_app
 from tiketq.config import SIMULATOR_SERVER_KEY, ConfigError, from_environ, validate
 from tiketq.extensions import db
@@ -126,25 +127,60 @@ def test_configurations_that_would_take_money_wrongly_refuse_to_start(env, says)
 
 
 def test_a_production_configuration_with_production_keys_starts():
-    validate(
-        config(
-            MIDTRANS_IS_PRODUCTION="true",
-            MIDTRANS_SERVER_KEY="Mid-server-x",
-            MIDTRANS_CLIENT_KEY="Mid-client-x",
-            JWT_SECRET="confirmations-secret",
-            SECRET_KEY="checkout-session-secret",
-        )
-    )
+    validate(config(**PRODUCTION_ENV))
 
 
 def test_production_refuses_the_transaction_services_default_jwt_secret():
-    production = {
-        "MIDTRANS_IS_PRODUCTION": "true",
-        "MIDTRANS_SERVER_KEY": "Mid-server-x",
-        "MIDTRANS_CLIENT_KEY": "Mid-client-x",
-    }
+    production = {**PRODUCTION_ENV}
+    del production["JWT_SECRET"]
     with pytest.raises(ConfigError, match="JWT_SECRET"):
         validate(config(**production))
+
+
+@pytest.mark.parametrize(
+    ("weak", "says"),
+    [
+        ({"API_AUTH_REQUIRED": "false"}, "API_AUTH_REQUIRED=true"),
+        ({"METRICS_TOKEN": ""}, "METRICS_TOKEN (or METRICS_ENABLED=false)"),
+        ({"JWT_SECRET": "secret"}, "JWT_SECRET (or JWT_SECRET_FILE)"),
+        ({"JWT_SECRET": "x" * 31}, "JWT_SECRET of at least 32 bytes"),
+        ({"SECRET_KEY": "s"}, "SECRET_KEY of at least 32 bytes"),
+        ({"SECRET_KEY": ""}, "SECRET_KEY (or SECRET_KEY_FILE)"),
+        ({"SECRET_KEY": "ChangeMe"}, "SECRET_KEY (or SECRET_KEY_FILE)"),
+        ({"EVENT_SIGNING_SECRET": "short"}, "EVENT_SIGNING_SECRET of at least 32 bytes"),
+        ({"RATELIMIT_STORAGE_URI": "memory://"}, "RATELIMIT_STORAGE_URI=redis://"),
+        ({"PUBLIC_BASE_URL": ""}, "PUBLIC_BASE_URL (e.g. https://"),
+        ({"PUBLIC_BASE_URL": "http://pay.tiketq.example"}, "PUBLIC_BASE_URL starting with https"),
+    ],
+)
+def test_production_refuses_each_weak_setting_saying_what_to_set(weak, says):
+    with pytest.raises(ConfigError, match="refuses weak settings") as refused:
+        validate(config(**{**PRODUCTION_ENV, **weak}))
+    assert says in str(refused.value)
+
+
+def test_production_names_every_weak_setting_at_once():
+    with pytest.raises(ConfigError) as refused:
+        validate(
+            config(
+                **{**PRODUCTION_ENV, "API_AUTH_REQUIRED": "", "SECRET_KEY": "", "METRICS_TOKEN": ""}
+            )
+        )
+    assert str(refused.value).count("\n- ") == 3
+
+
+def test_production_without_metrics_needs_no_metrics_token():
+    validate(config(**{**PRODUCTION_ENV, "METRICS_TOKEN": "", "METRICS_ENABLED": "false"}))
+
+
+@pytest.mark.parametrize(("flag", "served"), [(None, False), ("false", False), ("true", True)])
+def test_production_serves_the_api_docs_only_when_asked_to(flag, served):
+    env = {**PRODUCTION_ENV, **({"DOCS_ENABLED": flag} if flag else {})}
+    assert config(**env)["DOCS_ENABLED"] is served
+
+
+def test_outside_production_the_api_docs_stay_on():
+    assert config()["DOCS_ENABLED"] is True
 
 
 def test_event_subscribers_need_a_signing_secret():

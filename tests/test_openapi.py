@@ -156,7 +156,9 @@ def test_exactly_the_operations_the_spec_secures_answer_401_without_a_key(
             response = client.open(path.format(**ids), method=method.upper(), json={})
             secured = "security" in operation
             assert (response.status_code == 401) is secured, (method, path)
-            assert ("401" in operation["responses"]) is secured, (method, path)
+            # A create without a key may be allowed; one with a wrong key never is.
+            documented = secured or operation["operationId"].startswith("createPayment")
+            assert ("401" in operation["responses"]) is documented, (method, path)
 
 
 def test_docs_page_loads_only_same_origin_assets_and_has_no_inline_script(client):

@@ -63,8 +63,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.cli.add_command(worker.cli)
     hops = app.config["PROXY_FIX_HOPS"]
     if hops:
-        # Outermost, so that everything inside sees the traveller's scheme, host and address.
+        # Outermost, so that everything inside sees the traveller's address and scheme. Not the
+        # host, port or prefix: our addresses come from PUBLIC_BASE_URL, whatever a header says.
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
-            app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops, x_prefix=hops
+            app.wsgi_app, x_for=hops, x_proto=hops
         )
     return app

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from flask import Blueprint, Response, current_app, request
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from tiketq.auth import authenticate, require_admin
+from tiketq.auth import authenticate, presents_key, request_key, require_admin
 from tiketq.checkout import checkout_url, finish_url
 from tiketq.errors import json_error
 from tiketq.gateway import (
@@ -61,11 +61,19 @@ _DOMAIN_STATUS: dict[type[PaymentError], int] = {
 @bp.before_request
 def _require_caller_key() -> Response | None:
     config = current_app.config
-    if not config["API_AUTH_REQUIRED"]:
-        return None
-    if request.endpoint == "api.create_payment" and config["API_ALLOW_ANONYMOUS_CREATE"]:
+    anonymous_allowed = not config["API_AUTH_REQUIRED"] or (
+        request.endpoint == "api.create_payment" and config["API_ALLOW_ANONYMOUS_CREATE"]
+    )
+    if anonymous_allowed and not presents_key():
         return None
     return authenticate(admin=False)
+
+
+def _caller() -> service.Caller:
+    key = request_key()
+    if key is None:
+        return service.ANONYMOUS
+    return service.Caller(key.name, may_read=True, may_change_amount=key.admin)
 
 
 def _json(model: BaseModel, status: int = 200) -> Response:
@@ -129,6 +137,7 @@ def create_payment() -> Response:
         gateway=current_gateway(),
         idempotency_key=key,
         finish_url=finish_url,
+        caller=_caller(),
     )
     return _json(_out(payment), 201)
 

@@ -7,6 +7,7 @@ import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from limits import parse_many
 
@@ -14,6 +15,12 @@ SIMULATOR_SERVER_KEY = "SB-Mid-server-SIMULATOR"
 SIMULATOR_CLIENT_KEY = "SB-Mid-client-SIMULATOR"
 SIMULATOR_PREFIX = "/_simulator"
 DEFAULT_JWT_SECRET = "secret"
+# Secrets that sign money messages and sessions: at least this long, and none of the values
+# that examples and defaults hand out.
+MIN_SECRET_BYTES = 32
+KNOWN_DEFAULT_SECRETS = frozenset(
+    {"secret", "changeme", "change-me", "password", "dev", "development", "test", "default"}
+)
 SNAP_JS_PRODUCTION = "https://app.midtrans.com/snap/snap.js"
 SNAP_JS_SANDBOX = "https://app.sandbox.midtrans.com/snap/snap.js"
 SECRET_KEY_FILE = "secret_key"
@@ -99,6 +106,22 @@ def database_url(env: Mapping[str, str], instance_path: str) -> str:
     return "sqlite:///" + os.path.join(instance_path, "tiketq.sqlite3")
 
 
+def database_settings(env: Mapping[str, str]) -> str:
+    """The settings database_url takes the database from, to name them in messages."""
+    if env.get("POSTGRES_HOST") and not (env.get("DATABASE_URL") or env.get("DATABASE_URL_FILE")):
+        return "POSTGRES_HOST, POSTGRES_PORT, POSTGRES_USER, POSTGRES_PASSWORD and POSTGRES_DB"
+    # Also when neither is set: DATABASE_URL is then what to set instead of the SQLite default.
+    return "DATABASE_URL"
+
+
+def public_base_url(env: Mapping[str, str], port: int, is_production: bool) -> str | None:
+    """PUBLIC_BASE_URL without a trailing slash; outside production, this machine's own port."""
+    configured = (env.get("PUBLIC_BASE_URL") or "").strip().rstrip("/")
+    if configured:
+        return configured
+    return None if is_production else f"http://127.0.0.1:{port}"
+
+
 def from_environ(env: Mapping[str, str], instance_path: str) -> dict[str, Any]:
     """Build the Flask config mapping from environment variables."""
     server_key = _secret(env, "MIDTRANS_SERVER_KEY")
@@ -126,6 +149,8 @@ def from_environ(env: Mapping[str, str], instance_path: str) -> dict[str, Any]:
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": is_production,
         "PROXY_FIX_HOPS": _int(env, "PROXY_FIX_HOPS", 0),
+        # Every address we hand out starts with this, never with the request's Host header.
+        "PUBLIC_BASE_URL": public_base_url(env, port, is_production),
         "MIDTRANS_SNAP_JS_URL": env.get("MIDTRANS_SNAP_JS_URL") or None,
         "SQLALCHEMY_DATABASE_URI": database_url(env, instance_path),
         "MIDTRANS_SERVER_KEY": server_key or (SIMULATOR_SERVER_KEY if simulator else None),
@@ -168,17 +193,25 @@ def from_environ(env: Mapping[str, str], instance_path: str) -> dict[str, Any]:
         "WORKER_INBOX_THREADS": _int(env, "WORKER_INBOX_THREADS", 4),
         "REJECTED_RETENTION_DAYS": _float(env, "REJECTED_RETENTION_DAYS", 7.0),
         "MAX_CONTENT_LENGTH": _int(env, "MAX_CONTENT_LENGTH", 64 * 1024),
-        "DOCS_ENABLED": _flag(env, "DOCS_ENABLED") is not False,
+        # Production publishes the API's shape only when asked to.
+        "DOCS_ENABLED": _flag(env, "DOCS_ENABLED")
+        or (_flag(env, "DOCS_ENABLED") is None and not is_production),
         "LOG_LEVEL": env.get("LOG_LEVEL", "INFO").upper(),
         "METRICS_ENABLED": _flag(env, "METRICS_ENABLED") is not False,
         "METRICS_TOKEN": _secret(env, "METRICS_TOKEN"),
         # Staff of the /ops pages as name:hash entries, made by `flask payments ops-user NAME`.
         "OPS_USERS": _list(_secret(env, "OPS_USERS")),
+        # Refused logins per account (the name typed), then per client address over all names.
         "OPS_LOGIN_RATE": env.get("OPS_LOGIN_RATE") or "5 per minute",
+        "OPS_LOGIN_ADDRESS_RATE": env.get("OPS_LOGIN_ADDRESS_RATE") or "20 per minute",
         "OPS_SESSION_HOURS": _float(env, "OPS_SESSION_HOURS", 8.0),
+        # A staff session nobody used for this long is over (checked on the server).
+        "OPS_IDLE_MINUTES": _float(env, "OPS_IDLE_MINUTES", 30.0),
         "OPS_STUCK_MINUTES": _int(env, "OPS_STUCK_MINUTES", 30),
         # memory:// counts per process: several gunicorn workers need a shared redis:// store.
         "RATELIMIT_STORAGE_URI": env.get("RATELIMIT_STORAGE_URI") or "memory://",
+        # Keeps the counts of deployments that share one Redis apart.
+        "RATELIMIT_KEY_PREFIX": env.get("RATELIMIT_KEY_PREFIX", ""),
         "SENTRY_DSN": _secret(env, "SENTRY_DSN"),
     }
 
@@ -206,21 +239,17 @@ def validate(config: Mapping[str, Any]) -> None:
             )
         if config.get("MIDTRANS_BASE_URL"):
             raise ConfigError("MIDTRANS_BASE_URL must not be set with MIDTRANS_IS_PRODUCTION=true")
-        if config.get("JWT_SECRET") == DEFAULT_JWT_SECRET:
-            raise ConfigError(
-                "MIDTRANS_IS_PRODUCTION=true needs JWT_SECRET (or JWT_SECRET_FILE): the secret the "
-                "transaction service verifies payment confirmations with"
-            )
-        if not config.get("SECRET_KEY"):
-            raise ConfigError(
-                "MIDTRANS_IS_PRODUCTION=true needs SECRET_KEY (or SECRET_KEY_FILE): the secret "
-                "that signs the checkout page's session and CSRF tokens, the same in every worker"
-            )
         if config.get("MIDTRANS_SNAP_JS_URL"):
             raise ConfigError(
                 "MIDTRANS_SNAP_JS_URL must not be set with MIDTRANS_IS_PRODUCTION=true: "
                 "the checkout page loads Snap.js from " + SNAP_JS_PRODUCTION
             )
+        weak = _weak_production_settings(config)
+        if weak:
+            raise ConfigError(
+                "MIDTRANS_IS_PRODUCTION=true refuses weak settings:\n- " + "\n- ".join(weak)
+            )
+    _validate_public_base_url(config.get("PUBLIC_BASE_URL"))
     if config.get("PROXY_FIX_HOPS", 0) < 0:
         raise ConfigError("PROXY_FIX_HOPS must be 0 (no proxy) or the number of proxies in front")
     _validate_ops(config)
@@ -230,6 +259,55 @@ def validate(config: Mapping[str, Any]) -> None:
         raise ConfigError(
             "MIDTRANS_SIMULATOR=false needs MIDTRANS_SERVER_KEY (a sandbox key, SB-Mid-server-...) "
             "and MIDTRANS_CLIENT_KEY; or unset MIDTRANS_SIMULATOR to use the local simulator"
+        )
+
+
+# What signs what, for the message that asks for a stronger one.
+_SIGNING_SECRETS = {
+    "JWT_SECRET": "the transaction service verifies payment confirmations with it",
+    "SECRET_KEY": "it signs the pages' sessions and CSRF tokens, the same in every worker",
+    "EVENT_SIGNING_SECRET": "subscribers verify the events with it",
+}
+
+
+def _weak_production_settings(config: Mapping[str, Any]) -> list[str]:
+    """Each setting that production must not run with, said as what to set."""
+    weak = []
+    if not config.get("API_AUTH_REQUIRED"):
+        weak.append(
+            "API_AUTH_REQUIRED=true: without it anyone can read payments by order id "
+            "(give callers keys in API_KEYS, made by `flask payments api-key NAME`)"
+        )
+    if config.get("METRICS_ENABLED") and not config.get("METRICS_TOKEN"):
+        weak.append("METRICS_TOKEN (or METRICS_ENABLED=false): /metrics tells what we earn")
+    for name, why in _SIGNING_SECRETS.items():
+        value = config.get(name)
+        if name == "EVENT_SIGNING_SECRET" and not value:
+            continue  # only needed with EVENT_SUBSCRIBER_URLS, which checks it is set
+        if not value or value.lower() in KNOWN_DEFAULT_SECRETS:
+            weak.append(f"{name} (or {name}_FILE): {why}")
+        elif len(value.encode()) < MIN_SECRET_BYTES:
+            weak.append(f"{name} of at least {MIN_SECRET_BYTES} bytes: {why}")
+    if str(config.get("RATELIMIT_STORAGE_URI", "")).startswith("memory://"):
+        weak.append(
+            "RATELIMIT_STORAGE_URI=redis://...: memory:// counts refused logins per process, "
+            "so every gunicorn worker and instance would give another set of tries"
+        )
+    if not config.get("PUBLIC_BASE_URL"):
+        weak.append("PUBLIC_BASE_URL (e.g. https://pay.tiketq.example): the travellers' address")
+    elif not str(config["PUBLIC_BASE_URL"]).startswith("https://"):
+        weak.append("PUBLIC_BASE_URL starting with https://: travellers pay on these pages")
+    return weak
+
+
+def _validate_public_base_url(url: str | None) -> None:
+    if url is None:
+        return
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise ConfigError(
+            f"PUBLIC_BASE_URL={url!r} is not a base address like https://pay.tiketq.example "
+            "(scheme and host, optionally a path; no query)"
         )
 
 
@@ -244,14 +322,20 @@ def _validate_ops(config: Mapping[str, Any]) -> None:
                 f"OPS_USERS entry {name or '(no name)'!r} is not name:hash; "
                 "make one with `flask payments ops-user NAME`"
             )
-    try:
-        parse_many(config.get("OPS_LOGIN_RATE", "5 per minute"))
-    except ValueError:
-        raise ConfigError(
-            f"OPS_LOGIN_RATE={config.get('OPS_LOGIN_RATE')!r} is not a rate like '5 per minute'"
-        ) from None
-    if config.get("OPS_STUCK_MINUTES", 30) <= 0 or config.get("OPS_SESSION_HOURS", 8) <= 0:
-        raise ConfigError("OPS_STUCK_MINUTES and OPS_SESSION_HOURS must be greater than 0")
+    for name in ("OPS_LOGIN_RATE", "OPS_LOGIN_ADDRESS_RATE"):
+        try:
+            parse_many(config.get(name, "5 per minute"))
+        except ValueError:
+            raise ConfigError(
+                f"{name}={config.get(name)!r} is not a rate like '5 per minute'"
+            ) from None
+    for name, default in (
+        ("OPS_STUCK_MINUTES", 30),
+        ("OPS_SESSION_HOURS", 8),
+        ("OPS_IDLE_MINUTES", 30),
+    ):
+        if config.get(name, default) <= 0:
+            raise ConfigError(f"{name} must be greater than 0")
 
 
 def snap_js_url(config: Mapping[str, Any]) -> str:

@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from tiketq.api import _IDEMPOTENCY_KEY
-from tiketq.payments.orders import ORDER_ID_PATTERN
+from tiketq.payments.orders import CALLER_ORDER_ID_PATTERN
 from tiketq.schemas import (
     CancelRequest,
     ErrorOut,
@@ -79,7 +79,7 @@ _PATH_PARAMETERS: dict[str, dict[str, Any]] = {
         "pattern": "^[^/]+$",
         "description": "the payment's UUID, or a legacy `payment-<order_id>` (its latest attempt)",
     },
-    "order_id": {"type": "string", "pattern": ORDER_ID_PATTERN},
+    "order_id": {"type": "string", "pattern": CALLER_ORDER_ID_PATTERN},
 }
 
 _IDEMPOTENCY_HEADER = {
@@ -96,7 +96,11 @@ _ERRORS: dict[int, str] = {
     400: "The body, its JSON, a header or the order is invalid; `errors` says which field",
     401: "No valid API key (Authorization: Bearer <key>, or X-API-Key); staff key for staff",
     404: "No such payment",
-    409: "The payment's state does not allow this, or the order has another live payment",
+    409: (
+        "The payment's state does not allow this; or the order has another live payment, "
+        "opened by another request (a caller without a key learns nothing of it), or "
+        "another amount"
+    ),
     413: "The body is larger than MAX_CONTENT_LENGTH",
     415: "Content-Type is not application/json",
     422: "The Idempotency-Key was used before with a different body",
@@ -178,7 +182,8 @@ _CREATED = (
         "The payment, with its Snap token and redirect URL", _ref(PaymentOut), links=_NEXT_STEPS
     ),
 )
-_CREATE_ERRORS = (400, 409, 413, 415, 422, 502, 503, 504)
+# 401 too without keys required: a key that is given is checked.
+_CREATE_ERRORS = (400, 401, 409, 413, 415, 422, 502, 503, 504)
 _ADMIN_ERRORS = (400, 404, 409, 413, 415, 502, 503, 504)
 _NOTIFICATION = _json(
     {

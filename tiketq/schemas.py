@@ -18,8 +18,14 @@ from pydantic import (
     WithJsonSchema,
 )
 
+from tiketq.payments import rules
 from tiketq.payments.models import Payment, Refund
-from tiketq.payments.orders import ORDER_ID_PATTERN, PAYMENT_METHODS, ItemLine
+from tiketq.payments.orders import (
+    CALLER_ORDER_ID_PATTERN,
+    PAYMENT_METHODS,
+    ItemLine,
+    caller_order_id_problem,
+)
 from tiketq.payments.service import NewPayment
 
 MAX_RUPIAH = 10**12
@@ -44,6 +50,13 @@ def _plain_text(value: str) -> str:
     # PostgreSQL cannot store NUL, and control characters have no place in a name.
     if _CONTROL.search(value):
         raise ValueError("must not contain control characters")
+    return value
+
+
+def _caller_order_id(value: object) -> object:
+    # Before the pattern, so that the answer says why rather than "should match pattern".
+    if isinstance(value, str) and (problem := caller_order_id_problem(value)):
+        raise ValueError(problem)
     return value
 
 
@@ -80,7 +93,11 @@ class PaymentCreate(BaseModel):
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
 
     # Not stripped: "ORD-1\n" is not the caller's order "ORD-1".
-    order_id: Annotated[str, StringConstraints(strip_whitespace=False, pattern=ORDER_ID_PATTERN)]
+    order_id: Annotated[
+        str,
+        StringConstraints(strip_whitespace=False, pattern=CALLER_ORDER_ID_PATTERN),
+        BeforeValidator(_caller_order_id),
+    ]
     amount: Annotated[Rupiah, Field(gt=0, le=MAX_RUPIAH)]
     currency: Literal["IDR"] = "IDR"
     payment_method: Literal[PAYMENT_METHODS] | None = None  # type: ignore[valid-type]
@@ -139,7 +156,7 @@ class PaymentOut(BaseModel):
     @classmethod
     def of(cls, payment: Payment, *, payment_url: str) -> PaymentOut:
         """Describe a stored payment; `payment_url` is where the traveller pays it."""
-        hours = max(1, round((payment.expires_at - payment.created_at).total_seconds() / 3600))
+        hours = rules.expiry_hours(payment.created_at, payment.expires_at)
         return cls(
             id=str(payment.id),
             order_id=payment.order_id,

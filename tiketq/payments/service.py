@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -55,12 +56,30 @@ class NewPayment:
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class Caller:
+    """Who asks for a payment, and so what they may learn and decide."""
+
+    name: str | None
+    # May get the order's live attempt back for a request that is not its own.
+    may_read: bool = False
+    # May open an attempt at another amount than the order's (staff keys only).
+    may_change_amount: bool = False
+
+
+# A caller without a key: it learns only what its own request made.
+ANONYMOUS = Caller(None)
+# The traveller holds the payment's unguessable id, which already shows the order.
+TRAVELLER = Caller("traveller", may_read=True)
+
+
 def create_payment(
     new: NewPayment,
     *,
     gateway: Gateway,
     idempotency_key: str | None = None,
     finish_url: Callable[[uuid.UUID], str] | None = None,
+    caller: Caller = ANONYMOUS,
     now: datetime | None = None,
 ) -> Payment:
     """Open a payment for an order, or return the live one a retried request already opened.
@@ -91,14 +110,12 @@ def create_payment(
     if existing is not None:
         replay = _reuse_or_end(existing, new, now)
         if replay is not None:
+            _may_see(caller, replay, fingerprint, idempotency_key)
             return replay
 
-    attempt = 1 + (
-        db.session.scalar(
-            sa.select(sa.func.max(Payment.attempt)).where(Payment.order_id == new.order_id)
-        )
-        or 0
-    )
+    latest = queries.latest_for_order(new.order_id)
+    attempt = 1 + (latest.attempt if latest else 0)
+    changed = _amount_change(latest, new, caller)
     payment = Payment(
         order_id=new.order_id,
         attempt=attempt,
@@ -119,7 +136,10 @@ def create_payment(
     )
     payment.events.append(
         PaymentEvent(
-            to_status=PaymentStatus.PENDING, status_detail=StatusDetail.CREATING, source="api"
+            to_status=PaymentStatus.PENDING,
+            status_detail=StatusDetail.CREATING,
+            source="api",
+            data=changed or {},
         )
     )
     db.session.add(payment)
@@ -130,6 +150,7 @@ def create_payment(
         db.session.rollback()
         winner = queries.counted_attempt(new.order_id, lock=False)
         if winner is not None and winner.amount == new.amount and winner.snap_token:
+            _may_see(caller, winner, fingerprint, idempotency_key)
             return winner
         raise PaymentConflict(
             "a payment for this order is being created; retry shortly",
@@ -169,6 +190,44 @@ def create_payment(
         extra={"payment_id": str(payment.id), "order_id": payment.order_id, "attempt": attempt},
     )
     return payment
+
+
+def _may_see(caller: Caller, payment: Payment, fingerprint: str, key: str | None) -> None:
+    """Refuse to hand a caller another request's payment (its id, token and checkout page)."""
+    if caller.may_read:
+        return
+    same_request = payment.request_fingerprint == fingerprint and (
+        payment.idempotency_key is None or payment.idempotency_key == key
+    )
+    if not same_request:
+        raise PaymentConflict(
+            "this order already has a live payment, opened by another request; send that "
+            "request again, or call with an API key, to get it",
+            [{"field": "order_id", "message": "payment exists"}],
+        )
+
+
+def _amount_change(
+    latest: Payment | None, new: NewPayment, caller: Caller
+) -> dict[str, Any] | None:
+    """The event data of a staff change of the order's amount; raises for anyone else."""
+    if latest is None or latest.amount == new.amount:
+        return None
+    if not caller.may_change_amount:
+        raise PaymentConflict(
+            f"order {new.order_id} is for {latest.amount} {latest.currency}, not "
+            f"{new.amount} IDR: every attempt at an order carries the same amount",
+            [
+                {
+                    "field": "amount",
+                    "message": "differs from the order's amount",
+                    "order_amount": latest.amount,
+                    "currency": latest.currency,
+                    "requested": new.amount,
+                }
+            ],
+        )
+    return {"amount_changed": {"from": latest.amount, "to": new.amount}, "by": caller.name}
 
 
 def _reuse_or_end(existing: Payment, new: NewPayment, now: datetime) -> Payment | None:
@@ -236,7 +295,9 @@ def retry_payment(
             f"a {payment.status} payment cannot be paid again",
             [{"field": "status", "message": str(payment.status)}],
         )
-    return create_payment(_same_order(payment), gateway=gateway, finish_url=finish_url, now=now)
+    return create_payment(
+        _same_order(payment), gateway=gateway, finish_url=finish_url, caller=TRAVELLER, now=now
+    )
 
 
 def _same_order(payment: Payment) -> NewPayment:
@@ -250,20 +311,6 @@ def _same_order(payment: Payment) -> NewPayment:
         description=payment.description,
         expiry_hours=hours,
     )
-
-
-def update_customer(payment_id: uuid.UUID, *, name: str, email: str, phone: str) -> Payment:
-    """Store the traveller's name, email and phone on a payment that is still open."""
-    payment = _locked(payment_id)
-    if payment.status not in OPEN:
-        raise PaymentConflict(
-            f"payment {payment.id} is {payment.status}; its details no longer change",
-            [{"field": "status", "message": str(payment.status)}],
-        )
-    # The whole name in first_name: many Indonesian names have no first/last split.
-    payment.customer = {"first_name": name, "email": email, "phone": phone}
-    db.session.commit()
-    return payment
 
 
 def _locked(payment_id: uuid.UUID) -> Payment:
