@@ -8,9 +8,12 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 
+from tests.conftest import CONFIRMATION_SECRET
 from tests.test_api import create, stored, transaction_service_payload
-from tiketq import auth
+from tiketq import auth, worker
 from tiketq.extensions import db
+from tiketq.gateway import current_gateway
+from tiketq.outbound import current_outbound
 from tiketq.payments.models import Payment, PaymentEvent
 from tiketq.payments.status import PaymentStatus
 
@@ -184,3 +187,27 @@ def test_long_order_ids_that_share_a_beginning_keep_their_retries_apart(client):
 
     assert retried.status_code == 201
     assert len(retried.get_json()["gateway_order_id"]) == 50
+
+
+def test_the_confirmation_carries_the_amount_staff_set_and_that_was_paid(
+    committed, receiver, midtrans_simulator, order_id
+):
+    app = committed(
+        TRANSACTION_SERVICE_URL=receiver.url,
+        JWT_SECRET=CONFIRMATION_SECRET,
+        ADMIN_API_KEYS=[f"ops-desk={STAFF_KEY}"],
+    )
+    client = app.test_client()
+    first = create(client, {"order_id": order_id, "amount": 150_000}).get_json()
+    with app.app_context():
+        end(first["id"])
+    changed = create(client, {"order_id": order_id, "amount": 120_000}, **bearer(STAFF_KEY))
+    gateway_order_id = changed.get_json()["gateway_order_id"]
+    midtrans_simulator.pay(gateway_order_id, "bca_va", "settlement")
+    client.post("/payments/webhook", json=midtrans_simulator.notification(gateway_order_id))
+
+    with app.app_context():
+        worker.run_once(current_gateway(), current_outbound())
+
+    [confirmation] = [r for r in receiver.received if r.path.endswith(f"/{order_id}/confirm")]
+    assert confirmation.json()["gateway_response"]["amount"] == 120_000
