@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import string
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -122,6 +123,18 @@ def public_base_url(env: Mapping[str, str], port: int, is_production: bool) -> s
     return None if is_production else f"http://127.0.0.1:{port}"
 
 
+FINISH_URL_FIELDS = ("order_id", "payment_id")
+
+
+def finish_url_hosts(env: Mapping[str, str]) -> frozenset[str]:
+    """The hosts a finish URL may lead to: FINISH_URL_HOSTS and FINISH_URL's own, lower case."""
+    hosts = {host.lower() for host in _list(env.get("FINISH_URL_HOSTS"))}
+    template = (env.get("FINISH_URL") or "").strip()
+    if template:
+        hosts.add((urlsplit(template).hostname or "").lower())
+    return frozenset(hosts - {""})
+
+
 def from_environ(env: Mapping[str, str], instance_path: str) -> dict[str, Any]:
     """Build the Flask config mapping from environment variables."""
     server_key = _secret(env, "MIDTRANS_SERVER_KEY")
@@ -151,6 +164,10 @@ def from_environ(env: Mapping[str, str], instance_path: str) -> dict[str, Any]:
         "PROXY_FIX_HOPS": _int(env, "PROXY_FIX_HOPS", 0),
         # Every address we hand out starts with this, never with the request's Host header.
         "PUBLIC_BASE_URL": public_base_url(env, port, is_production),
+        # Where the traveller goes back to TiketQ, e.g. https://tiketq.example/orders/{order_id};
+        # a create may name its own finish_url, on these hosts only (FINISH_URL's host included).
+        "FINISH_URL": (env.get("FINISH_URL") or "").strip() or None,
+        "FINISH_URL_HOSTS": finish_url_hosts(env),
         "MIDTRANS_SNAP_JS_URL": env.get("MIDTRANS_SNAP_JS_URL") or None,
         "SQLALCHEMY_DATABASE_URI": database_url(env, instance_path),
         "MIDTRANS_SERVER_KEY": server_key or (SIMULATOR_SERVER_KEY if simulator else None),
@@ -250,6 +267,9 @@ def validate(config: Mapping[str, Any]) -> None:
                 "MIDTRANS_IS_PRODUCTION=true refuses weak settings:\n- " + "\n- ".join(weak)
             )
     _validate_public_base_url(config.get("PUBLIC_BASE_URL"))
+    _validate_finish_url(
+        config.get("FINISH_URL"), production=bool(config.get("MIDTRANS_IS_PRODUCTION"))
+    )
     if config.get("PROXY_FIX_HOPS", 0) < 0:
         raise ConfigError("PROXY_FIX_HOPS must be 0 (no proxy) or the number of proxies in front")
     _validate_ops(config)
@@ -308,6 +328,23 @@ def _validate_public_base_url(url: str | None) -> None:
         raise ConfigError(
             f"PUBLIC_BASE_URL={url!r} is not a base address like https://pay.tiketq.example "
             "(scheme and host, optionally a path; no query)"
+        )
+
+
+def _validate_finish_url(template: str | None, *, production: bool) -> None:
+    if template is None:
+        return
+    parts = urlsplit(template)
+    schemes = ("https",) if production else ("http", "https")
+    try:
+        fields = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    except ValueError:  # an unmatched brace
+        fields = {"{"}
+    if parts.scheme not in schemes or not parts.hostname or not fields <= set(FINISH_URL_FIELDS):
+        raise ConfigError(
+            f"FINISH_URL={template!r} is not an address like "
+            "https://tiketq.example/orders/{order_id} "
+            f"({' or '.join(schemes)}; placeholders {{order_id}} and {{payment_id}} only)"
         )
 
 
