@@ -1,8 +1,9 @@
 """Take the README's screenshots of the checkout and receipt pages, on a desktop and a phone.
 
 Runs the service as `make run` does (SQLite and the in-app Midtrans simulator, in a temporary
-folder), pays one order by BCA virtual account through the simulator's Snap, and writes PNGs to
-docs/screenshots/. Needs the dev requirements and Debian's chromium:
+folder, with FINISH_URL set), pays one order by BCA virtual account and another by QRIS through
+the simulator's Snap, and writes PNGs to docs/screenshots/. Needs the dev requirements and
+Debian's chromium:
 
     .venv/bin/python docs/screenshots.py
 """
@@ -17,7 +18,7 @@ import threading
 from pathlib import Path
 
 import requests
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser, Page, sync_playwright
 from werkzeug.serving import make_server
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,6 +43,16 @@ ORDER = {
         {"id": "PROMO", "name": "Diskon TIKETQHEMAT", "price": -25_000},
     ],
 }
+# The transaction service's body: an email only, as most payments are made.
+QRIS_ORDER = {
+    "order_id": "ORD-DEMO-QRIS",
+    "amount": 475_000,
+    "payment_method": "qris",
+    "customer_details": {"email": "budi@example.co.id"},
+    "item_details": [
+        {"id": "KAI-7", "name": "Kereta Argo Bromo Anggrek, GMR - SBI", "price": 475_000}
+    ],
+}
 
 
 def free_port() -> int:
@@ -58,6 +69,8 @@ def serve(folder: str) -> str:
         PORT=str(port),
         DATABASE_URL=f"sqlite:///{folder}/tiketq.sqlite3",
         MIDTRANS_SIMULATOR_STATE=f"{folder}/simulator.sqlite3",
+        # So that the receipts show the way back to TiketQ.
+        FINISH_URL="https://tiketq.example/orders/{order_id}",
     )
     from flask_migrate import upgrade
 
@@ -97,6 +110,26 @@ def shoot(browser: Browser, url: str) -> list[Path]:
         page.goto(f"{url}/receipt/{payment['id']}")
         page.locator("#va-number").wait_for()
         shots.append(OUT / f"receipt-{name}.png")
+        page.screenshot(path=shots[-1], full_page=True)
+    return shots + shoot_qris(pages, url)
+
+
+def shoot_qris(pages: dict[str, Page], url: str) -> list[Path]:
+    """Pay a QRIS order in Snap, pending, and shoot its receipt with the QR on both screens."""
+    payment = requests.post(f"{url}/payments", json=QRIS_ORDER, timeout=10).json()
+    phone = pages["phone"]
+    phone.goto(payment["payment_url"])
+    phone.click("#pay")
+    snap = phone.frame_locator("iframe[title^='Midtrans Snap']")
+    snap.locator("input[value=other_qris]").check()
+    snap.locator("#pay-button").click()
+    snap.locator("#done").click()
+    phone.wait_for_url("**/receipt/**")
+    shots = []
+    for name, page in pages.items():
+        page.goto(f"{url}/receipt/{payment['id']}")
+        page.locator("#qr svg").wait_for()
+        shots.append(OUT / f"receipt-qris-{name}.png")
         page.screenshot(path=shots[-1], full_page=True)
     return shots
 

@@ -427,7 +427,7 @@ def test_status_json_reports_the_stored_truth(client, order_id):
         ("permata_va", ["Nomor virtual account", "Permata"]),
         ("echannel", ["Kode perusahaan", "70012", "Kode pembayaran"]),
         ("indomaret", ["Tunjukkan kode pembayaran ini ke kasir Indomaret"]),
-        ("gopay", ["Buka jendela pembayaran"]),
+        ("gopay", ["Bayar di aplikasi GoPay", "Pindai kode QR"]),
     ],
 )
 def test_a_pending_payment_tells_the_traveller_how_to_pay(
@@ -476,7 +476,7 @@ def test_an_attempt_out_of_time_offers_a_fresh_one_for_the_same_order(client, or
     )
 
     assert response.status_code == 303
-    fresh_id = response.headers["Location"].removeprefix("/checkout/")
+    fresh_id = response.headers["Location"].removeprefix("/checkout/").removesuffix("?pay=1")
     fresh, old = stored(fresh_id), stored(payment["id"])
     assert (fresh.order_id, fresh.gateway_order_id, fresh.attempt) == (order_id, f"{order_id}~2", 2)
     assert (fresh.amount, fresh.items, fresh.customer) == (old.amount, old.items, old.customer)
@@ -512,7 +512,7 @@ def test_a_failed_card_offers_a_fresh_attempt(client, order_id, midtrans_simulat
     midtrans_simulator.pay(order_id, "credit_card", "deny")
     client.get(f"/checkout/{payment['id']}/status.json")
     receipt = client.get(f"/receipt/{payment['id']}").get_data(as_text=True)
-    assert "Gagal" in receipt and f'href="/checkout/{payment["id"]}"' in receipt
+    assert "Gagal" in receipt and f'action="/checkout/{payment["id"]}/retry"' in receipt
     page = client.get(f"/checkout/{payment['id']}").get_data(as_text=True)
     assert "Pembayaran ini gagal." in page and 'id="retry"' in page
 
@@ -579,3 +579,177 @@ def test_outside_production_the_secret_key_is_made_once_in_the_instance_folder(t
     secret = tmp_path / "instance" / "secret_key"
     assert secret.stat().st_mode & 0o777 == 0o600
     assert [p.name for p in secret.parent.iterdir()] == ["secret_key"]
+
+
+def test_an_overdue_open_payment_reads_as_expired_awaiting_confirmation(
+    client, order_id, midtrans_simulator
+):
+    payment = open_payment(client, order_id)
+    midtrans_simulator.pay(order_id, "bca_va", "pending")
+    client.get(f"/checkout/{payment['id']}/status.json")
+    stored(payment["id"]).expires_at = utcnow() - timedelta(minutes=1)
+    db.session.commit()
+
+    page = client.get(f"/receipt/{payment['id']}").get_data(as_text=True)
+
+    assert re.search(r'id="status-title"[^>]*>\s*Kedaluwarsa, menunggu konfirmasi\s*<', page)
+    assert "Menunggu pembayaran" not in page
+    assert "Batas waktu pembayaran sudah lewat" not in page
+    # Past the deadline the VA number is no use; the page still watches for a late payment.
+    assert 'id="va-number"' not in page and 'data-watch="true"' in page
+    assert 'id="retry"' in page
+
+
+@pytest.mark.parametrize(
+    ("method", "targets"),
+    [
+        ("bca_va", ["va-number"]),
+        ("permata_va", ["va-number"]),
+        ("echannel", ["biller-code", "bill-key"]),
+        ("alfamart", ["payment-code"]),
+    ],
+)
+def test_each_code_to_pay_with_has_a_copy_button_that_appears_with_javascript(
+    client, order_id, midtrans_simulator, method, targets
+):
+    payment = open_payment(client, order_id)
+    midtrans_simulator.pay(order_id, method, "pending")
+    client.get(f"/checkout/{payment['id']}/status.json")
+
+    page = client.get(f"/receipt/{payment['id']}").get_data(as_text=True)
+
+    buttons = re.findall(r'<button type="button" class="[^"]*copy[^"]*"[^>]*>', page)
+    assert [re.search(r'data-copy="([^"]+)"', b).group(1) for b in buttons] == targets
+    # Hidden until the script finds a clipboard; the code itself is plain, selectable text.
+    assert all(" hidden" in button and "Salin" in page for button in buttons)
+    for target in targets:
+        assert re.search(rf'<span class="code big" id="{target}">\d+</span>', page)
+        assert f'id="{target}-copied" class="copied" role="status"' in page
+
+
+def test_a_pending_qris_payment_shows_its_qr_code_drawn_on_the_server(
+    client, order_id, midtrans_simulator
+):
+    payment = open_payment(client, order_id)
+    midtrans_simulator.pay(order_id, "other_qris", "pending")
+    client.get(f"/checkout/{payment['id']}/status.json")
+    qr_string = stored(payment["id"]).payment_details["qr_string"]
+
+    response = client.get(f"/receipt/{payment['id']}")
+    page = response.get_data(as_text=True)
+
+    svg = re.search(r'<figure class="qr" id="qr">\s*<svg [^>]*>.*?</svg>', page, re.S).group(0)
+    assert 'role="img"' in svg and "<title>Kode QR pembayaran</title>" in svg
+    assert "<path" in svg and "<script" not in svg and "style=" not in svg
+    assert qr_string not in page
+    assert "Pindai kode QR" in page
+    # Drawn inline: no image from anywhere else is needed.
+    checkout = client.get(f"/checkout/{payment['id']}")
+    assert "<img" not in page and csp(response)["img-src"] == csp(checkout)["img-src"]
+
+
+def test_a_pending_gopay_payment_shows_midtrans_qr_image_and_the_app_link(
+    app, client, order_id, midtrans_simulator, monkeypatch
+):
+    payment = open_payment(client, order_id)
+    midtrans_simulator.pay(order_id, "gopay", "pending")
+    client.get(f"/checkout/{payment['id']}/status.json")
+    details = stored(payment["id"]).payment_details
+    # Snap.js from Midtrans's host, so that the Core API (the simulator) is another origin.
+    monkeypatch.setitem(app.config, "MIDTRANS_SIMULATOR", False)
+
+    response = client.get(f"/receipt/{payment['id']}")
+    page = response.get_data(as_text=True)
+
+    image = re.search(r'<img [^>]*id="qr-image"[^>]*>', page).group(0)
+    assert f'src="{escape(details["qr_code_url"])}"' in image
+    assert details["qr_code_url"].startswith(f"{midtrans_simulator.url}/v2/gopay/")
+    link = re.search(r'<a [^>]*id="app-link"[^>]*>', page).group(0)
+    assert f'href="{escape(details["deeplink_url"])}"' in link and "on-phone" in link
+    assert "Bayar di aplikasi GoPay" in page
+    # The QR image comes from Midtrans's API host, so only this page lets images in from there.
+    snap = "https://app.sandbox.midtrans.com"
+    assert csp(response)["img-src"] == f"'self' data: {snap} {midtrans_simulator.url}"
+    assert csp(client.get(f"/checkout/{payment['id']}"))["img-src"] == f"'self' data: {snap}"
+
+
+def test_a_pending_shopeepay_payment_offers_its_app_link(client, order_id, midtrans_simulator):
+    payment = open_payment(client, order_id)
+    midtrans_simulator.pay(order_id, "shopeepay", "pending")
+    client.get(f"/checkout/{payment['id']}/status.json")
+
+    page = client.get(f"/receipt/{payment['id']}").get_data(as_text=True)
+
+    assert 'id="app-link"' in page and "Bayar di aplikasi ShopeePay" in page
+    assert 'id="qr"' not in page and 'id="qr-image"' not in page
+
+
+def wallet_payment(client, order_id: str, **details) -> str:
+    """A pending GoPay payment whose stored details say `details`."""
+    payment = open_payment(client, order_id)
+    row = stored(payment["id"])
+    row.payment_type = "gopay"
+    row.payment_details = details
+    db.session.commit()
+    return payment["id"]
+
+
+@pytest.mark.parametrize(
+    "url", ["https://evil.example/v2/gopay/1/qr-code", "javascript:alert(1)", "data:image/png,x"]
+)
+def test_a_qr_image_from_anywhere_but_midtrans_api_is_not_shown(client, order_id, url):
+    payment_id = wallet_payment(client, order_id, qr_code_url=url)
+    response = client.get(f"/receipt/{payment_id}")
+    page = response.get_data(as_text=True)
+    assert 'id="qr-image"' not in page and str(escape(url)) not in page
+    assert csp(response)["img-src"] == csp(client.get(f"/checkout/{payment_id}"))["img-src"]
+
+
+def test_an_app_link_is_shown_only_for_a_web_or_wallet_app_address(client, order_id):
+    shown = {"https://gojek.link/gopay/pay?t=1": True, "gojek://gopay/pay?t=1": True}
+    refused = {"javascript:alert(1)": False, "data:text/html,x": False, "vbscript:x": False}
+    for number, (url, expected) in enumerate({**shown, **refused}.items()):
+        payment_id = wallet_payment(client, f"{order_id}-{number}", deeplink_url=url)
+        page = client.get(f"/receipt/{payment_id}").get_data(as_text=True)
+        assert ('id="app-link"' in page) is expected, url
+        assert (f'href="{escape(url)}"' in page) is expected, url
+
+
+@pytest.mark.parametrize("outcome", ["deny", "expire", "failure"])
+def test_a_failed_denied_or_expired_receipt_pays_again_in_one_tap(
+    client, order_id, midtrans_simulator, outcome
+):
+    payment = open_payment(client, order_id)
+    method = "credit_card" if outcome == "deny" else "bca_va"
+    midtrans_simulator.pay(order_id, method, outcome)
+    client.get(f"/checkout/{payment['id']}/status.json")
+
+    receipt = client.get(f"/receipt/{payment['id']}").get_data(as_text=True)
+
+    form = re.search(r'<form method="post" action="([^"]+)">(.*?)</form>', receipt, re.S)
+    assert form.group(1) == f"/checkout/{payment['id']}/retry"
+    assert 'id="retry"' in form.group(2) and "Bayar lagi" in form.group(2)
+    response = client.post(form.group(1), data={"csrf_token": csrf_token(receipt)})
+    assert response.status_code == 303
+    fresh_id, query = response.headers["Location"].removeprefix("/checkout/").split("?")
+    assert query == "pay=1" and stored(fresh_id).attempt == 2
+    page = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert 'data-autopay="true"' in page and 'id="pay"' in page
+
+
+def test_the_checkout_page_opens_snap_by_itself_only_when_asked_and_payable(client, order_id):
+    payment = open_payment(client, order_id)
+    assert "data-autopay" not in client.get(f"/checkout/{payment['id']}").get_data(True)
+    asked = client.get(f"/checkout/{payment['id']}?pay=1").get_data(True)
+    assert 'data-autopay="true"' in asked
+    stored(payment["id"]).expires_at = utcnow() - timedelta(minutes=1)
+    db.session.commit()
+    assert "data-autopay" not in client.get(f"/checkout/{payment['id']}?pay=1").get_data(True)
+
+
+def test_the_checkout_page_puts_the_amount_and_the_pay_button_first(client, order_id):
+    payment = open_payment(client, order_id)
+    page = client.get(f"/checkout/{payment['id']}").get_data(as_text=True)
+    main = page[page.index("<main") :]
+    assert main.index('id="total"') < main.index('id="pay"') < main.index('class="items"')
+    assert main.index('id="pay"') < main.index('id="customer-email"')

@@ -229,3 +229,25 @@ def test_a_plain_database_url_connects_with_the_installed_driver(database, schem
     with app.app_context():
         assert db.session.scalar(sa.text("SELECT 1")) == 1
         db.engine.dispose()
+
+
+def test_finish_url_hosts_include_the_finish_urls_own_host():
+    settings = config(
+        FINISH_URL="https://TiketQ.example/orders/{order_id}", FINISH_URL_HOSTS="m.tiketq.example"
+    )
+    assert settings["FINISH_URL_HOSTS"] == {"tiketq.example", "m.tiketq.example"}
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        ({"FINISH_URL": "tiketq.example/orders/{order_id}"}, "FINISH_URL="),
+        ({"FINISH_URL": "https://tiketq.example/orders/{order}"}, "placeholders"),
+        ({"FINISH_URL": "https://tiketq.example/orders/{order_id"}, "placeholders"),
+        ({"FINISH_URL_HOSTS": "tiketq.example:8443"}, "no scheme, port or path"),
+        ({**PRODUCTION_ENV, "FINISH_URL": "http://tiketq.example/o/{order_id}"}, "https"),
+    ],
+)
+def test_a_finish_url_that_cannot_work_is_refused(env, says):
+    with pytest.raises(ConfigError, match=says):
+        validate(config(**env))

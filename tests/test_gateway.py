@@ -181,6 +181,39 @@ def status_body(order_id: str, **fields: Any) -> dict[str, Any]:
     return {**body, "status_message": "Success, transaction is found"}
 
 
+def test_a_pending_qris_answer_keeps_its_qr_string_and_image(midtrans_simulator, order):
+    adapter = gateway(midtrans_simulator.url)
+    adapter.create_checkout(checkout(order, method="qris"))
+    midtrans_simulator.pay(order, "other_qris", "pending")
+
+    details = adapter.get_status(order).details
+
+    assert details["qr_string"].startswith("000201")
+    assert details["qr_code_url"].startswith(f"{midtrans_simulator.url}/v2/qris/")
+    # Midtrans's action list ends here: the domain keeps the two addresses, by our names.
+    assert "actions" not in details and "deeplink_url" not in details
+
+
+def test_a_wallets_actions_become_the_qr_image_and_the_app_link(answering, order):
+    body = status_body(
+        order,
+        payment_type="gopay",
+        actions=[
+            {"name": "generate-qr-code", "method": "GET", "url": "https://api.example/qr"},
+            {"name": "deeplink-redirect", "method": "GET", "url": "gojek://gopay/pay?t=1"},
+            {"name": "get-status", "method": "GET", "url": "https://api.example/status"},
+            {"name": "deeplink-redirect", "url": 42},
+            "not an action",
+        ],
+    )
+
+    details = answering(body).get_status(order).details
+
+    assert details["qr_code_url"] == "https://api.example/qr"
+    assert details["deeplink_url"] == "gojek://gopay/pay?t=1"
+    assert "actions" not in details
+
+
 def test_an_answer_about_another_order_is_refused(answering, order):
     adapter = answering(status_body("ORD-SOMEONE-ELSE"))
     with pytest.raises(UntrustedAnswer, match="ORD-SOMEONE-ELSE"):

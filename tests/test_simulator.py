@@ -1542,3 +1542,58 @@ def test_blueprint_mounted_under_a_prefix_on_another_app_serves_midtransclient(t
         assert body["redirect_url"] == f"{base}/_simulator/snap/v4/redirection/{body['token']}"
         assert core.transactions.status("ORDER-1")["payment_type"] == "qris"
         assert requests.get(base + "/", timeout=10).text == "host app"
+
+
+def actions(body: dict) -> dict[str, str]:
+    return {action["name"]: action["url"] for action in body.get("actions", [])}
+
+
+def test_a_pending_qris_payment_answers_with_its_qr_string_and_image_like_midtrans(http):
+    create(http, amount=150_000)
+
+    pay(http, "ORDER-1", "other_qris", "pending")
+    body = status(http, "ORDER-1")
+
+    # An EMVCo merchant-presented payload: format 01, dynamic, IDR, the amount, a CRC at the end.
+    qr = body["qr_string"]
+    assert qr.startswith("000201010212") and "5303360" in qr and "5406150000" in qr
+    assert re.fullmatch(r".*6304[0-9A-F]{4}", qr)
+    url = actions(body)["generate-qr-code"]
+    assert url == f"http://localhost/v2/qris/{body['transaction_id']}/qr-code"
+    # Midtrans serves the QR image to anyone holding the link, without the server key.
+    image = http.get(url)
+    assert image.status_code == 200 and image.mimetype == "image/png"
+    assert image.data.startswith(b"\x89PNG")
+
+
+def test_a_pending_gopay_payment_offers_a_qr_image_and_a_deeplink(http):
+    token = create(http)["token"]
+    body = pay(http, "ORDER-1", "gopay", "pending")
+
+    links = actions(status(http, "ORDER-1"))
+
+    assert set(links) == {"generate-qr-code", "deeplink-redirect", "get-status", "cancel"}
+    assert http.get(links["generate-qr-code"]).mimetype == "image/png"
+    # The deeplink opens the simulator's payment page, where a tester pays as in the app.
+    assert links["deeplink-redirect"] == f"http://localhost/snap/v4/redirection/{token}"
+    assert "qr_string" not in body
+
+
+def test_a_pending_shopeepay_payment_offers_only_its_deeplink(http):
+    create(http)
+    pay(http, "ORDER-1", "shopeepay", "pending")
+    assert set(actions(status(http, "ORDER-1"))) == {"deeplink-redirect"}
+
+
+def test_a_settled_wallet_payment_lists_no_actions_and_a_card_has_no_qr_image(http):
+    create(http)
+    pay(http, "ORDER-1", "gopay", "pending")
+    url = actions(status(http, "ORDER-1"))["generate-qr-code"]
+    assert http.get(url).status_code == 200
+    http.post("/control/transactions/ORDER-1/transition", json={"transaction_status": "settlement"})
+    assert "actions" not in status(http, "ORDER-1")
+    card = create(http, "ORDER-2")
+    assert card and pay(http, "ORDER-2", "credit_card", "capture")
+    card_id = status(http, "ORDER-2")["transaction_id"]
+    assert http.get(f"/v2/qris/{card_id}/qr-code").status_code == 404
+    assert http.get(f"/v2/gopay/{uuid.uuid4()}/qr-code").status_code == 404

@@ -77,6 +77,15 @@ def test_each_method_answers_with_its_own_fields(http, method, outcome, code, fi
     assert result["status_code"] == code and fields <= set(result)
 
 
+def test_a_pending_qris_charge_hands_the_popup_its_qr_like_snap(http):
+    result = charge(http, create(http), "other_qris", "pending").json
+    (action,) = result["actions"]
+    assert action["name"] == "generate-qr-code" and action["url"].endswith("/qr-code")
+    assert result["qr_string"].startswith("000201")
+    page = popup(http, create(http, "ORD-SNAPJS-2")).get_data(as_text=True)
+    assert "qr_alt" in page
+
+
 def test_a_charge_queues_the_notification_midtrans_would_send(http):
     charge(http, create(http), "bni_va", "pending")
     deliveries = http.get("/control/notifications?order_id=ORD-SNAPJS-1").json

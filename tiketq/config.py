@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import string
 from collections.abc import Mapping
@@ -270,6 +271,12 @@ def validate(config: Mapping[str, Any]) -> None:
     _validate_finish_url(
         config.get("FINISH_URL"), production=bool(config.get("MIDTRANS_IS_PRODUCTION"))
     )
+    for host in config.get("FINISH_URL_HOSTS", ()):
+        if not re.fullmatch(r"[a-z0-9.-]+", host):
+            raise ConfigError(
+                f"FINISH_URL_HOSTS entry {host!r} is not a host name: list hosts only, "
+                "e.g. tiketq.example,m.tiketq.example (no scheme, port or path)"
+            )
     if config.get("PROXY_FIX_HOPS", 0) < 0:
         raise ConfigError("PROXY_FIX_HOPS must be 0 (no proxy) or the number of proxies in front")
     _validate_ops(config)

@@ -15,9 +15,14 @@ from pydantic import (
     StrictInt,
     StringConstraints,
     ValidationError,
+    ValidationInfo,
     WithJsonSchema,
+    field_validator,
 )
+from pydantic_core import PydanticCustomError
 
+from tiketq.checkout.addresses import MAX_LENGTH as MAX_FINISH_URL_LENGTH
+from tiketq.checkout.addresses import ReturnRules, finish_url_problem
 from tiketq.payments import rules
 from tiketq.payments.models import Payment, Refund
 from tiketq.payments.orders import (
@@ -31,6 +36,7 @@ from tiketq.payments.service import NewPayment
 MAX_RUPIAH = 10**12
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+NO_RETURN_HOSTS = ReturnRules(hosts=frozenset(), https_only=True)
 
 
 def _whole_rupiah(value: object) -> object:
@@ -63,6 +69,14 @@ def _caller_order_id(value: object) -> object:
 _RUPIAH_SCHEMA = WithJsonSchema({"type": "number", "multipleOf": 1})
 Rupiah = Annotated[int, BeforeValidator(_whole_rupiah), _RUPIAH_SCHEMA]
 Text = Annotated[str, AfterValidator(_plain_text)]
+FinishUrl = Annotated[
+    str,
+    Field(
+        max_length=MAX_FINISH_URL_LENGTH,
+        description="where the traveller goes back to after paying, on a FINISH_URL_HOSTS host "
+        "(https in production); without it, FINISH_URL",
+    ),
+]
 
 
 class CustomerDetails(BaseModel):
@@ -105,6 +119,20 @@ class PaymentCreate(BaseModel):
     item_details: Annotated[list[ItemDetail], Field(max_length=100)] = Field(default_factory=list)
     description: Annotated[Text, Field(max_length=255)] | None = None
     expiry_duration: Annotated[StrictInt, Field(ge=1, le=168, description="hours")] = 1
+    finish_url: FinishUrl | None = None
+
+    @field_validator("finish_url")
+    @classmethod
+    def _finish_url_on_an_allowed_host(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # The allow-list comes from the app's configuration, passed in as the context; without
+        # one, no address is allowed: a finish_url sends travellers wherever it says.
+        if value is None:
+            return None
+        rules = info.context if isinstance(info.context, ReturnRules) else NO_RETURN_HOSTS
+        problem = finish_url_problem(value, rules)
+        if problem:
+            raise PydanticCustomError("finish_url_host", problem)
+        return value
 
     def to_new_payment(self) -> NewPayment:
         """The domain's view of this request."""
@@ -119,6 +147,7 @@ class PaymentCreate(BaseModel):
             ),
             description=self.description,
             expiry_hours=self.expiry_duration,
+            finish_url=self.finish_url,
         )
 
 

@@ -15,6 +15,9 @@ from tiketq.config import snap_js_url
 # checkout page, so they must not carry its rules.
 _EXEMPT_BLUEPRINT = "midtrans_simulator"
 HSTS_SECONDS = 365 * 24 * 3600
+# Where Midtrans's Core API serves a wallet payment's QR image (midtransclient's base URLs).
+CORE_API_PRODUCTION = "https://api.midtrans.com"
+CORE_API_SANDBOX = "https://api.sandbox.midtrans.com"
 
 
 def nonce() -> str:
@@ -27,6 +30,21 @@ def nonce() -> str:
 def _forget_nonce() -> None:
     # An app context (and its g) can outlive one request, as in tests; a nonce must not.
     g.pop("csp_nonce", None)
+    g.pop("csp_image_origin", None)
+
+
+def allow_images_from(origin: str) -> None:
+    """Let this response's page load images from `origin` too (a receipt's QR image)."""
+    g.csp_image_origin = origin
+
+
+def core_api_origin(config: Mapping[str, Any]) -> str:
+    """The origin of the Core API this service asks, where Midtrans's QR images live."""
+    base = config.get("MIDTRANS_BASE_URL")
+    if base:
+        parts = urlsplit(str(base))
+        return f"{parts.scheme}://{parts.netloc}"
+    return CORE_API_PRODUCTION if config.get("MIDTRANS_IS_PRODUCTION") else CORE_API_SANDBOX
 
 
 def snap_origin(config: Mapping[str, Any]) -> str | None:
@@ -35,14 +53,18 @@ def snap_origin(config: Mapping[str, Any]) -> str | None:
     return f"{parts.scheme}://{parts.netloc}" if parts.netloc else None
 
 
-def content_security_policy(nonce: str, snap: str | None) -> str:
-    """The policy of a page that may open Snap: own files, nonce'd scripts and Snap's origin."""
+def content_security_policy(nonce: str, snap: str | None, images: str | None = None) -> str:
+    """The policy of a page that may open Snap: own files, nonce'd scripts and Snap's origin.
+
+    `images` is one more origin the page may load images from, for a page that shows one.
+    """
     snap_sources = f" {snap}" if snap else ""
+    image_sources = snap_sources + (f" {images}" if images and images != snap else "")
     directives = {
         "default-src": "'self'",
         "script-src": f"'self' 'nonce-{nonce}'{snap_sources}",
         "style-src": f"'self'{snap_sources}",
-        "img-src": f"'self' data:{snap_sources}",
+        "img-src": f"'self' data:{image_sources}",
         "connect-src": f"'self'{snap_sources}",
         "frame-src": snap or "'self'",
         "frame-ancestors": "'none'",
@@ -58,7 +80,7 @@ def _add_headers(response: Response) -> Response:
         return response
     headers = response.headers
     headers["Content-Security-Policy"] = content_security_policy(
-        nonce(), snap_origin(current_app.config)
+        nonce(), snap_origin(current_app.config), g.get("csp_image_origin")
     )
     # Pages show amounts, names and payment codes: no cache, shared or private, keeps them.
     headers.setdefault("Cache-Control", "no-store")

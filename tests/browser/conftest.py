@@ -90,9 +90,9 @@ def browser() -> Iterator[Browser]:
         launched.close()
 
 
-def watched_tab(browser: Browser, **context_options: Any) -> Iterator[Tab]:
-    """A fresh browser context and page of an Indonesian traveller, watched for problems."""
-    context = browser.new_context(locale="id-ID", timezone_id="Asia/Jakarta", **context_options)
+def watched_tab(browser: Browser, locale: str = "id-ID", **context_options: Any) -> Iterator[Tab]:
+    """A fresh browser context and page of a traveller in Indonesia, watched for problems."""
+    context = browser.new_context(locale=locale, timezone_id="Asia/Jakarta", **context_options)
     tab = Tab(context.new_page())
     context.expose_binding(
         "reportCspViolation", lambda _source, violation: tab.csp_violations.append(violation)

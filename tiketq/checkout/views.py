@@ -21,13 +21,16 @@ from flask import (
 from werkzeug.exceptions import HTTPException
 
 from tiketq.checkout import formats, texts
+from tiketq.checkout.addresses import return_address
 from tiketq.checkout.forms import RetryForm
+from tiketq.checkout.wallets import WalletSteps, wallet_steps
 from tiketq.config import snap_js_url
 from tiketq.gateway import GatewayError, current_gateway
 from tiketq.payments import background, queries, rules, service
 from tiketq.payments.errors import PaymentError, PaymentNotFound
 from tiketq.payments.models import Payment, utcnow
 from tiketq.payments.status import OPEN, PAID, PaymentStatus
+from tiketq.security import allow_images_from, core_api_origin
 
 bp = Blueprint("checkout", __name__)
 
@@ -107,7 +110,8 @@ def retry(payment_id: str) -> Any:
     if not form.validate_on_submit():
         return _render_checkout(payment, retry_form=form), 400
     fresh = service.retry_payment(payment.id, gateway=current_gateway(), finish_url=finish_url)
-    return redirect(url_for(".checkout", payment_id=fresh.id), 303)
+    # pay=1: the fresh page opens Snap by itself, so that paying again is the one tap it took.
+    return redirect(url_for(".checkout", payment_id=fresh.id, pay=1), 303)
 
 
 @bp.get("/checkout/<payment_id>/status.json")
@@ -133,13 +137,15 @@ def status(payment_id: str) -> Response:
 
 @bp.get("/checkout/<payment_id>/finish")
 def finish(payment_id: str) -> Response:
-    """Take the traveller from Snap's finish, unfinish or error redirect to the receipt.
+    """Take the traveller from Snap's finish, unfinish or error redirect back to TiketQ.
 
     Snap appends order_id, status_code and transaction_status; anyone can write those, so
-    they decide nothing, and the only place this sends the browser is the receipt.
+    they decide nothing. The browser goes only to the configured or allow-listed address
+    of this payment, or, without one, to its receipt.
     """
     payment = _payment(payment_id)
-    return redirect(url_for(".receipt", payment_id=payment.id), 303)
+    back = return_address(payment, current_app.config)
+    return redirect(back or url_for(".receipt", payment_id=payment.id), 303)
 
 
 @bp.get("/receipt/<payment_id>")
@@ -147,13 +153,34 @@ def receipt(payment_id: str) -> str:
     """Show what the database knows about the payment, and what to do next if it is open."""
     payment = _payment(payment_id)
     now = utcnow()
+    overdue = payment.status in OPEN and payment.is_expired(now)
+    can_retry = rules.may_pay_again(payment.status, overdue=overdue)
+    wallet = _wallet_steps(payment) if payment.status is PaymentStatus.PENDING else None
     return render_template(
         "checkout/receipt.html",
         payment=payment,
         is_open=payment.status in OPEN,
-        overdue=payment.status in OPEN and payment.is_expired(now),
+        overdue=overdue,
         seconds_left=formats.seconds_left(payment.expires_at, now),
+        wallet=wallet,
+        back_url=return_address(payment, current_app.config),
+        can_retry=can_retry,
+        retry_form=RetryForm(formdata=None) if can_retry else None,
     )
+
+
+def _wallet_steps(payment: Payment) -> WalletSteps:
+    """The QR and app link of a pending wallet payment; lets its QR image past the CSP."""
+    origin = core_api_origin(current_app.config)
+    steps = wallet_steps(
+        payment.payment_type,
+        payment.payment_details,
+        image_origin=origin,
+        qr_title=texts.translator(g.lang)("qr.title"),
+    )
+    if steps.qr_image_url:
+        allow_images_from(origin)
+    return steps
 
 
 def _render_checkout(payment: Payment, *, retry_form: RetryForm | None = None) -> str:
@@ -167,6 +194,7 @@ def _render_checkout(payment: Payment, *, retry_form: RetryForm | None = None) -
         payment=payment,
         retry_form=retry_form or RetryForm(formdata=None),
         can_pay=payable,
+        autopay=payable and request.args.get("pay") == "1",
         can_retry=rules.may_pay_again(payment.status, overdue=overdue),
         overdue=overdue,
         seconds_left=formats.seconds_left(payment.expires_at, now),

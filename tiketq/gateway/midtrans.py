@@ -349,9 +349,10 @@ _DETAIL_FIELDS = (
     "transaction_type",
     "expiry_time",
     "settlement_time",
-    "actions",
     "qr_string",
 )
+# A wallet payment lists what it offers next as named `actions`; the receipt needs these two.
+_ACTION_DETAILS = {"generate-qr-code": "qr_code_url", "deeplink-redirect": "deeplink_url"}
 # Fields that make two deliveries the same notification.
 _DEDUPE_FIELDS = (
     "order_id",
@@ -423,6 +424,7 @@ def read_answer(body: dict[str, Any], gateway_order_id: str, server_key: str) ->
     charge = _charge(status, (fraud or "").lower())
     settled_at = _time(body.get("settlement_time"))
     details = {k: body[k] for k in _DETAIL_FIELDS if body.get(k) not in (None, "", [])}
+    details.update(_action_details(body.get("actions")))
     try:
         return Answer(
             charge=charge,
@@ -438,6 +440,18 @@ def read_answer(body: dict[str, Any], gateway_order_id: str, server_key: str) ->
         )
     except InvalidNotification as exc:
         raise UntrustedAnswer("core.status", f"answer refused: {exc}") from None
+
+
+def _action_details(actions: object) -> dict[str, str]:
+    """The QR image and app link among a wallet payment's actions, under our names."""
+    found: dict[str, str] = {}
+    for action in actions if isinstance(actions, list) else []:
+        if not isinstance(action, dict) or not isinstance(action.get("url"), str):
+            continue
+        name = _ACTION_DETAILS.get(str(action.get("name")))
+        if name:
+            found[name] = action["url"]
+    return found
 
 
 def _charge(status: str, fraud: str) -> Charge:

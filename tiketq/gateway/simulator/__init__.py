@@ -1,12 +1,12 @@
 """A Midtrans-compatible HTTP sandbox that the unmodified midtransclient library can talk to.
 
-It stands in for an external system, so it depends only on the standard library, Flask, Werkzeug
-and requests (which sends its HTTP notifications).
+It stands in for an external system, so it depends only on the standard library, Flask, Werkzeug,
+requests (which sends its HTTP notifications) and segno (which draws the QR images it serves).
 """
 
 from flask import Blueprint, Flask
 
-from . import control, core, notification_control, snap, snapjs
+from . import control, core, notification_control, qr, snap, snapjs
 from .notifier import Notifier, configured_urls
 from .outbox import Outbox
 from .service import EXTENSION_KEY, Simulator, current_simulator
@@ -18,6 +18,7 @@ bp = Blueprint("midtrans_simulator", __name__)
 bp.register_blueprint(snap.bp)
 bp.register_blueprint(snapjs.bp)
 bp.register_blueprint(core.bp)
+bp.register_blueprint(qr.bp)
 bp.register_blueprint(control.bp)
 bp.register_blueprint(notification_control.bp)
 

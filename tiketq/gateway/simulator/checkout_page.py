@@ -17,6 +17,7 @@ _TEMPLATE = """<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Midtrans simulator · {{ txn.order_id }}</title>
+<link rel="icon" href="data:,">
 <style>
 body { font-family: system-ui, sans-serif; color: #1f2937;
        max-width: 36rem; margin: 2rem auto; padding: 0 1rem; }

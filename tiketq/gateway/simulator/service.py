@@ -7,7 +7,7 @@ from typing import Any, Literal, TypeVar
 
 from flask import current_app
 
-from . import lifecycle, payloads
+from . import lifecycle, payloads, wallet
 from .methods import METHODS, offered_methods
 from .notifier import Notifier
 from .outbox import Delivery
@@ -87,8 +87,12 @@ class Simulator:
         return deliveries
 
     def status_body(self, txn: Transaction) -> dict[str, Any]:
-        """Return the Core API Get Status body for `txn`."""
-        return payloads.status_body(txn, server_key=self.server_key, merchant_id=self.merchant_id)
+        """Return the Core API Get Status body for `txn`, answering a request to this simulator.
+
+        A pending wallet payment's actions name this simulator's addresses, as seen by the caller.
+        """
+        body = payloads.status_body(txn, server_key=self.server_key, merchant_id=self.merchant_id)
+        return {**body, **wallet.answer_fields(txn)}
 
     def _queue_notifications(
         self, conn: sqlite3.Connection, before: Transaction, after: Transaction

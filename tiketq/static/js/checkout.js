@@ -88,13 +88,11 @@
         .catch(function () {});
     }
 
-    pay.addEventListener("click", function (event) {
-      if (!window.snap || typeof window.snap.pay !== "function") {
-        // Without Snap.js the link still leads to Midtrans's own payment page.
-        show("pay-unavailable", true);
-        return;
-      }
-      event.preventDefault();
+    function snapReady() {
+      return window.snap && typeof window.snap.pay === "function";
+    }
+
+    function openSnap() {
       show("pay-unavailable", false);
       window.snap.pay(token, {
         language: root.dataset.language,
@@ -103,10 +101,46 @@
         onError: toReceipt,
         onClose: closed,
       });
+    }
+
+    pay.addEventListener("click", function (event) {
+      if (!snapReady()) {
+        // Without Snap.js the link still leads to Midtrans's own payment page.
+        show("pay-unavailable", true);
+        return;
+      }
+      event.preventDefault();
+      openSnap();
+    });
+
+    if (root.dataset.autopay === "true" && snapReady()) {
+      // Arrived from "Pay again": the tap that brought the traveller here was the pay tap.
+      // Once: a reload or a way back shows the page with its button, not Snap again.
+      window.history.replaceState(null, "", window.location.pathname);
+      openSnap();
+    }
+  }
+
+  function copyButtons() {
+    // Progressive: without a clipboard (no script, an insecure page) the code is plain text.
+    if (!navigator.clipboard || !window.isSecureContext) {
+      return;
+    }
+    document.querySelectorAll("button[data-copy]").forEach(function (button) {
+      var code = document.getElementById(button.dataset.copy);
+      var said = document.getElementById(button.dataset.copy + "-copied");
+      button.hidden = false;
+      button.addEventListener("click", function () {
+        navigator.clipboard
+          .writeText(code.textContent.trim())
+          .then(function () { said.textContent = button.dataset.done; })
+          .catch(function () { said.textContent = button.dataset.failed; });
+      });
     });
   }
 
   function receiptPage() {
+    copyButtons();
     var printButton = document.getElementById("print");
     if (printButton) {
       printButton.hidden = false;

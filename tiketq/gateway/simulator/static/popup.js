@@ -58,6 +58,17 @@
     if (result.masked_card) {
       row(list, labels.card, result.masked_card);
     }
+    (result.actions || []).forEach(function (action) {
+      // As Snap shows a wallet payment: its QR to scan, or its app to open.
+      if (action.name === "generate-qr-code") {
+        var image = document.createElement("img");
+        image.src = action.url;
+        image.alt = labels.qr_alt;
+        image.className = "qr";
+        row(list, labels.qr_alt, "");
+        list.lastElementChild.append(image);
+      }
+    });
     if (code === "201" && result.expiry_time) {
       row(list, labels.expiry, result.expiry_time + " WIB");
     }
