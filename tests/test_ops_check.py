@@ -45,8 +45,34 @@ def test_a_check_applies_what_midtrans_says_now(client, payment, midtrans_simula
     assert "the payment is success" in page.text
     db.session.expire_all()
     checked = db.session.get(Payment, payment.id)
-    assert checked.status == "success" and checked.events[-1].source == "ops"
+    assert checked.status == "success"
+    applied, asked = checked.events[-2:]
+    assert (applied.to_status, applied.source) == ("success", "ops")
+    assert (asked.status_detail, asked.source, asked.data) == ("checked", "ops", {"staff": "alice"})
     assert midtrans_simulator.calls("core.status", payment.gateway_order_id) == 1
+
+
+def test_a_check_with_nothing_new_is_still_recorded_with_who_asked(
+    client, payment, midtrans_simulator
+):
+    log_in(client)
+    midtrans_simulator.pay(payment.gateway_order_id, "bca_va", "pending")
+
+    page = check(client, payment)
+
+    assert "the payment is pending" in page.text
+    db.session.expire_all()
+    checked = db.session.get(Payment, payment.id)
+    asked = checked.events[-1]
+    assert (asked.from_status, asked.to_status, asked.status_detail) == (
+        "pending",
+        "pending",
+        "checked",
+    )
+    assert (asked.source, asked.data) == ("ops", {"staff": "alice"})
+    assert checked.status_detail is None
+    history = page.text.split('id="history"')[1].split("</section>")[0]
+    assert "checked" in history and "alice" in history
 
 
 def test_a_check_while_midtrans_is_down_changes_nothing_and_says_so(
@@ -60,7 +86,9 @@ def test_a_check_while_midtrans_is_down_changes_nothing_and_says_so(
 
     assert page.status_code == 200 and "Midtrans did not answer" in page.text
     db.session.expire_all()
-    assert db.session.get(Payment, payment.id).status == "pending"
+    unchanged = db.session.get(Payment, payment.id)
+    assert unchanged.status == "pending"
+    assert [event.source for event in unchanged.events] == ["api"]
 
 
 def test_a_check_needs_a_signed_in_member_of_staff_and_the_form(client, payment):

@@ -211,3 +211,17 @@ def test_the_confirmation_carries_the_amount_staff_set_and_that_was_paid(
 
     [confirmation] = [r for r in receiver.received if r.path.endswith(f"/{order_id}/confirm")]
     assert confirmation.json()["gateway_response"]["amount"] == 120_000
+
+
+def test_a_staff_cancel_through_the_api_records_the_keys_name(client, order_id, keys):
+    payment = create(client, {"order_id": order_id, "amount": 150_000}).get_json()
+
+    response = client.post(f"/payments/{payment['id']}/cancel", json={}, headers=bearer(STAFF_KEY))
+
+    assert response.status_code == 200
+    event = db.session.scalars(
+        sa.select(PaymentEvent)
+        .where(PaymentEvent.payment_id == uuid.UUID(payment["id"]))
+        .order_by(PaymentEvent.id.desc())
+    ).first()
+    assert (event.to_status, event.data) == ("canceled", {"reason": None, "api_key": "ops-desk"})

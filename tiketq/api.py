@@ -13,6 +13,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from tiketq.auth import authenticate, presents_key, request_key, require_admin
 from tiketq.checkout import checkout_url, finish_url
+from tiketq.checkout.addresses import ReturnRules
 from tiketq.errors import json_error
 from tiketq.gateway import (
     GatewayAuthError,
@@ -76,6 +77,12 @@ def _caller() -> service.Caller:
     return service.Caller(key.name, may_read=True, may_change_amount=key.admin)
 
 
+def _by_key() -> dict[str, str]:
+    """Who did it, for the event of a staff action: the name of the key, never the key."""
+    key = request_key()
+    return {"api_key": key.name} if key else {}
+
+
 def _json(model: BaseModel, status: int = 200) -> Response:
     response = Response(model.model_dump_json(), status=status, mimetype="application/json")
     response.headers["Cache-Control"] = "no-store"
@@ -102,9 +109,9 @@ def _idempotency_key() -> str | None:
     return key
 
 
-def _validated(model: type[M], body: dict[str, Any]) -> M:
+def _validated(model: type[M], body: dict[str, Any], context: object = None) -> M:
     try:
-        return model.model_validate(body)
+        return model.model_validate(body, context=context)
     except ValidationError as exc:
         raise _Refused(400, "request body is invalid", validation_errors(exc)) from None
 
@@ -131,7 +138,8 @@ def _no_nul_in_ids(endpoint: str | None, values: dict[str, Any] | None) -> None:
 def create_payment() -> Response:
     """Open a payment for an order (idempotent per order and per Idempotency-Key)."""
     key = _idempotency_key()
-    payload = _validated(PaymentCreate, _body())
+    # The hosts a finish_url may name are configuration, which the schema cannot see by itself.
+    payload = _validated(PaymentCreate, _body(), ReturnRules.of(current_app.config))
     payment = service.create_payment(
         payload.to_new_payment(),
         gateway=current_gateway(),
@@ -166,7 +174,9 @@ def cancel_payment(payment_id: str) -> Response:
     """Cancel a payment that is not paid yet (staff and authorised callers)."""
     body = _validated(CancelRequest, _body() if request.content_length else {})
     payment = queries.get_payment(payment_id)
-    canceled = service.cancel_payment(payment.id, gateway=current_gateway(), reason=body.reason)
+    canceled = service.cancel_payment(
+        payment.id, gateway=current_gateway(), reason=body.reason, data=_by_key()
+    )
     return _json(_out(canceled))
 
 
@@ -183,6 +193,7 @@ def refund_payment(payment_id: str) -> Response:
         amount=body.amount,
         reason=body.reason,
         request_key=key,
+        data=_by_key(),
     )
     refunded = queries.get_payment(payment_id)
     return _json(RefundOut.of(refund, refunded, payment_url=checkout_url(refunded.id)))

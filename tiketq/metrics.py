@@ -6,6 +6,7 @@ import hmac
 import os
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -25,16 +26,17 @@ from sqlalchemy import event
 from sqlalchemy.exc import SQLAlchemyError
 
 from tiketq.extensions import db
+from tiketq.payments import queries
 from tiketq.payments.models import (
-    Delivery,
     Notification,
-    OutboxMessage,
     Payment,
+    PaymentEvent,
+    WorkerHeartbeat,
     status_changed,
     utcnow,
     work_failed,
 )
-from tiketq.payments.status import NotificationOutcome
+from tiketq.payments.status import NotificationOutcome, PaymentStatus
 
 bp = Blueprint("metrics", __name__)
 
@@ -89,46 +91,79 @@ _INBOX_BACKLOG = sa.select(
 )
 
 
-class OutboxCollector(Collector):
-    """Outbox and inbox backlogs read from the database at scrape time, alike for every worker."""
+# The workers' beats, through the index on beat_at.
+_LAST_BEAT = sa.select(sa.func.max(WorkerHeartbeat.beat_at))
+# Payments turn success mostly in the worker process, whose counters no scrape reads: the
+# events table knows for every process. Read newest first, it stops at the latest success, a
+# few rows back while payments flow. A note on a paid payment is not a new success.
+_LAST_SUCCESS = (
+    sa.select(PaymentEvent.created_at)
+    .where(
+        PaymentEvent.to_status == PaymentStatus.SUCCESS.value,
+        PaymentEvent.from_status.is_distinct_from(PaymentStatus.SUCCESS.value),
+    )
+    .order_by(PaymentEvent.id.desc())
+    .limit(1)
+)
+
+
+def _states(name: str, documentation: str, values: dict[str, float]) -> GaugeMetricFamily:
+    gauge = GaugeMetricFamily(name, documentation, labels=["state"])
+    for state, value in values.items():
+        gauge.add_metric([state], value)
+    return gauge
+
+
+def _age(moment: datetime | None) -> float:
+    return max(0.0, (utcnow() - moment).total_seconds()) if moment is not None else 0.0
+
+
+def _timestamp(moment: datetime | None) -> float:
+    # 0 for "never", so that an alert on time() minus it fires instead of finding nothing.
+    return moment.timestamp() if moment is not None else 0.0
+
+
+class DatabaseCollector(Collector):
+    """Backlogs and signs of life read from the database at scrape time, alike for every worker."""
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         try:
-            pending, failing, dead, oldest = db.session.execute(
-                sa.select(
-                    sa.func.count().filter(Delivery.status == "pending"),
-                    sa.func.count().filter(Delivery.status == "pending", Delivery.attempts > 0),
-                    sa.func.count().filter(Delivery.status == "dead"),
-                    sa.func.min(Delivery.created_at).filter(Delivery.status == "pending"),
-                )
-            ).one()
-            undispatched = db.session.scalar(
-                sa.select(sa.func.count()).where(OutboxMessage.dispatched_at.is_(None))
-            )
+            outbox = queries.outbox_backlog()
             waiting, retrying, failed = db.session.execute(_INBOX_BACKLOG).one()
+            last_beat = db.session.scalar(_LAST_BEAT)
+            last_success = db.session.scalar(_LAST_SUCCESS)
         except SQLAlchemyError:
             db.session.rollback()
             return
-        backlog = GaugeMetricFamily(
-            "tiketq_outbox_backlog", "Outbox work not delivered yet", labels=["state"]
+        yield _states(
+            "tiketq_outbox_backlog",
+            "Outbox work not delivered yet",
+            {
+                "undispatched": outbox.undispatched,
+                "pending": outbox.pending,
+                "failing": outbox.failing,
+                "dead": outbox.dead,
+            },
         )
-        backlog.add_metric(["undispatched"], undispatched or 0)
-        backlog.add_metric(["pending"], pending)
-        backlog.add_metric(["failing"], failing)
-        backlog.add_metric(["dead"], dead)
-        yield backlog
-        inbox = GaugeMetricFamily(
+        yield _states(
             "tiketq_inbox_backlog",
             "Stored notifications not applied yet: waiting, retrying after an error, failed",
-            labels=["state"],
+            {"waiting": waiting, "retrying": retrying, "failed": failed},
         )
-        inbox.add_metric(["waiting"], waiting)
-        inbox.add_metric(["retrying"], retrying)
-        inbox.add_metric(["failed"], failed)
-        yield inbox
-        age = (utcnow() - oldest).total_seconds() if oldest is not None else 0.0
         yield GaugeMetricFamily(
-            "tiketq_outbox_oldest_pending_seconds", "Age of the oldest pending delivery", value=age
+            "tiketq_outbox_oldest_pending_seconds",
+            "Age of the oldest outbox message not dispatched or delivery not delivered yet",
+            value=_age(outbox.oldest_waiting_at),
+        )
+        yield GaugeMetricFamily(
+            "tiketq_worker_last_beat_timestamp_seconds",
+            "When a worker last finished a round, Unix time (0: never)",
+            value=_timestamp(last_beat),
+        )
+        yield GaugeMetricFamily(
+            "tiketq_payment_last_success_timestamp_seconds",
+            "When a payment last turned success, Unix time (0: never)",
+            value=_timestamp(last_success),
         )
 
 
@@ -150,9 +185,9 @@ def metrics() -> Response:
         AUTH_FAILURES.labels("metrics").inc()
         return Response("credentials required\n", status=401, mimetype="text/plain")
     registry = _registry()
-    outbox = CollectorRegistry()
-    outbox.register(OutboxCollector())
-    body = generate_latest(registry) + generate_latest(outbox)
+    database = CollectorRegistry()
+    database.register(DatabaseCollector())
+    body = generate_latest(registry) + generate_latest(database)
     return Response(body, mimetype=CONTENT_TYPE_LATEST)
 
 

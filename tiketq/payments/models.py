@@ -111,6 +111,8 @@ class Payment(db.Model):
     snap_token: Mapped[str | None] = mapped_column(sa.String(64))
     snap_redirect_url: Mapped[str | None] = mapped_column(sa.Text)
     description: Mapped[str | None] = mapped_column(sa.String(255))
+    # The caller's page to send the traveller back to, on a FINISH_URL_HOSTS host; None: FINISH_URL.
+    finish_url: Mapped[str | None] = mapped_column(sa.String(2048))
     customer: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
     items: Mapped[list[dict[str, Any]]] = mapped_column(JSONDocument, default=list)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -171,6 +173,21 @@ class Payment(db.Model):
         self.needs_review = self.needs_review or review
         self._record(
             self.status, source=source, detail=detail, data=data, notification_id=notification_id
+        )
+
+    def remark(self, detail: str, *, source: str, data: dict[str, Any]) -> None:
+        """Record something done to the payment that changes neither its status nor its detail."""
+        append_row(
+            PaymentEvent.__table__,
+            {
+                "payment_id": self.id,
+                "from_status": self.status,
+                "to_status": self.status,
+                "status_detail": detail,
+                "source": source,
+                "data": data,
+                "notification_id": None,
+            },
         )
 
     def _record(

@@ -22,7 +22,14 @@ from tiketq.payments.models import (
     Refund,
     WorkerHeartbeat,
 )
-from tiketq.payments.status import OPEN, PAID, REJECTED_OUTCOMES, REVIEW_REASONS, PaymentStatus
+from tiketq.payments.status import (
+    OPEN,
+    PAID,
+    REJECTED_OUTCOMES,
+    REVIEW_REASONS,
+    PaymentStatus,
+    StatusDetail,
+)
 
 # The service we replace named payments "payment-<order_id>"; callers may still hold such ids.
 LEGACY_ID_PREFIX = "payment-"
@@ -118,13 +125,15 @@ class ReviewList:
 
 @dataclass(frozen=True)
 class OutboxBacklog:
-    """Outbox work not delivered yet."""
+    """Outbox work not delivered yet, and since when its oldest part waits."""
 
     undispatched: int
     pending: int
     failing: int
     dead: int
-    oldest_pending_at: datetime | None
+    # The oldest undispatched message or waiting delivery: with no worker running, messages
+    # are never dispatched, and only they show that nothing leaves.
+    oldest_waiting_at: datetime | None
 
 
 def _created_between(since: datetime, until: datetime) -> sa.ColumnElement[bool]:
@@ -183,16 +192,44 @@ def stuck_payments(created_before: datetime, *, limit: int = 50) -> tuple[int, l
     return count or 0, list(oldest)
 
 
-def payments_to_review(*, limit: int = 50) -> ReviewList:
-    """Payments flagged for review: how many in all and per reason, and the latest of them."""
-    flagged = Payment.needs_review.is_(True)
-    reasons = (
+def _open_reasons() -> sa.Select[tuple[uuid.UUID, str]]:
+    """(payment id, reason) of each flagged payment, from its events since its last resolution."""
+    resolution = orm.aliased(PaymentEvent)
+    last_resolved = (
+        sa.select(sa.func.max(resolution.id))
+        .where(
+            resolution.payment_id == PaymentEvent.payment_id,
+            resolution.status_detail == StatusDetail.REVIEW_RESOLVED,
+        )
+        .scalar_subquery()
+    )
+    return (
         sa.select(PaymentEvent.payment_id, PaymentEvent.status_detail)
         .join(Payment, Payment.id == PaymentEvent.payment_id)
-        .where(flagged, PaymentEvent.status_detail.in_(REVIEW_REASONS))
+        .where(
+            Payment.needs_review.is_(True),
+            PaymentEvent.status_detail.in_(REVIEW_REASONS),
+            # Reasons resolved before are not the open review's, if the payment is flagged again.
+            PaymentEvent.id > sa.func.coalesce(last_resolved, 0),
+        )
         .distinct()
-        .subquery()
     )
+
+
+def open_review_reasons(payment_id: uuid.UUID) -> list[str]:
+    """Why a payment's open review was opened; empty when it has none."""
+    reasons = _open_reasons().subquery()
+    return sorted(
+        db.session.scalars(
+            sa.select(reasons.c.status_detail).where(reasons.c.payment_id == payment_id)
+        )
+    )
+
+
+def payments_to_review(*, limit: int = 50) -> ReviewList:
+    """Payments with an open review: how many in all and per reason, and the latest of them."""
+    flagged = Payment.needs_review.is_(True)
+    reasons = _open_reasons().subquery()
     counts: dict[str, int] = {
         reason: count
         for reason, count in db.session.execute(
@@ -239,20 +276,27 @@ def rejected_notifications(
 
 
 def outbox_backlog() -> OutboxBacklog:
-    """Messages not yet turned into deliveries, and deliveries by state."""
+    """Messages not yet turned into deliveries, deliveries by state, and the oldest waiting."""
+    undispatched = OutboxMessage.dispatched_at.is_(None)
     waiting = Delivery.status == DeliveryStatus.PENDING
-    pending, failing, dead, oldest = db.session.execute(
+    # One round trip of subqueries, each filtered on its own condition, so that the waiting
+    # rows are found through the outbox's dispatched_at index and the deliveries' partial
+    # index on pending rows, never by reading the delivered bulk.
+    row = db.session.execute(
         sa.select(
-            sa.func.count().filter(waiting),
-            sa.func.count().filter(waiting, Delivery.attempts > 0),
-            sa.func.count().filter(Delivery.status == DeliveryStatus.DEAD),
-            sa.func.min(Delivery.created_at).filter(waiting),
+            sa.select(sa.func.count()).where(undispatched).scalar_subquery(),
+            sa.select(sa.func.count()).where(waiting).scalar_subquery(),
+            sa.select(sa.func.count()).where(waiting, Delivery.attempts > 0).scalar_subquery(),
+            sa.select(sa.func.count())
+            .where(Delivery.status == DeliveryStatus.DEAD)
+            .scalar_subquery(),
+            sa.select(sa.func.min(OutboxMessage.created_at)).where(undispatched).scalar_subquery(),
+            sa.select(sa.func.min(Delivery.created_at)).where(waiting).scalar_subquery(),
         )
     ).one()
-    undispatched = db.session.scalar(
-        sa.select(sa.func.count()).where(OutboxMessage.dispatched_at.is_(None))
-    )
-    return OutboxBacklog(undispatched or 0, pending, failing, dead, oldest)
+    undispatched_count, pending, failing, dead, oldest_message, oldest_delivery = row
+    oldest = min(filter(None, (oldest_message, oldest_delivery)), default=None)
+    return OutboxBacklog(undispatched_count, pending, failing, dead, oldest)
 
 
 def dead_deliveries(*, limit: int = 50) -> list[Delivery]:

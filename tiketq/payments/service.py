@@ -6,7 +6,7 @@ import hashlib
 import json
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -49,10 +49,16 @@ class NewPayment:
     items: tuple[ItemLine, ...]
     description: str | None
     expiry_hours: int
+    # The caller's page the traveller returns to; its host is checked against FINISH_URL_HOSTS.
+    finish_url: str | None = None
 
     def fingerprint(self) -> str:
         """A stable hash of the request, to tell a retry from a different request."""
-        canonical = json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+        fields = asdict(self)
+        if self.finish_url is None:
+            # Left out: a request without one keeps the fingerprint stored before the field existed.
+            del fields["finish_url"]
+        canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -85,8 +91,8 @@ def create_payment(
     """Open a payment for an order, or return the live one a retried request already opened.
 
     The row is committed before Midtrans is called, so a timeout leaves a record that says
-    so instead of a token nobody knows about. `finish_url` names, for a payment id, the page
-    Snap sends the traveller back to.
+    so instead of a token nobody knows about. `finish_url` names, for a payment id, our page
+    Snap sends the traveller back to (which leads on to `new.finish_url`, the caller's page).
     """
     now = now or utcnow()
     fingerprint = new.fingerprint()
@@ -126,6 +132,7 @@ def create_payment(
         status_detail=StatusDetail.CREATING,
         payment_method=new.payment_method,
         description=new.description,
+        finish_url=new.finish_url,
         customer=dict(new.customer),
         items=[asdict(item) for item in items],
         expires_at=now + timedelta(hours=new.expiry_hours),
@@ -310,6 +317,7 @@ def _same_order(payment: Payment) -> NewPayment:
         items=tuple(ItemLine(**item) for item in payment.items),
         description=payment.description,
         expiry_hours=hours,
+        finish_url=payment.finish_url,
     )
 
 
@@ -320,24 +328,43 @@ def _locked(payment_id: uuid.UUID) -> Payment:
     return payment
 
 
+# Money Midtrans took for an attempt after it had ended unpaid: flagged, and refundable in full.
+PAID_LATE = frozenset(
+    {StatusDetail.PAID_TWICE, StatusDetail.PAID_AFTER_EXPIRY, StatusDetail.PAID_AFTER_CANCEL}
+)
+
+
+def paid_late(payment: Payment) -> bool:
+    """Tell whether an attempt that ended unpaid was paid at Midtrans all the same."""
+    return payment.status not in PAID and payment.status_detail in PAID_LATE
+
+
 def cancel_payment(
-    payment_id: uuid.UUID, *, gateway: Gateway, reason: str | None, now: datetime | None = None
+    payment_id: uuid.UUID,
+    *,
+    gateway: Gateway,
+    reason: str | None,
+    source: str = "api",
+    data: Mapping[str, Any] | None = None,
+    now: datetime | None = None,
 ) -> Payment:
-    """Cancel a payment that is not paid yet, at Midtrans and here."""
+    """Cancel a payment that is not paid yet, at Midtrans and here; `data` goes in its event."""
     now = now or utcnow()
     payment = _locked(payment_id)
     if payment.status not in OPEN:
         raise InvalidTransition(payment.status, PaymentStatus.CANCELED)
     answer = fetch_answer(payment, gateway)
     if answer is not None:
-        apply_answer(payment, answer, source="api", now=now)
+        apply_answer(payment, answer, source=source, now=now)
         if payment.status not in OPEN:
             db.session.commit()
             raise InvalidTransition(payment.status, PaymentStatus.CANCELED)
         gateway.cancel(payment.gateway_order_id)
     elif payment.snap_token:
         gateway.cancel_checkout(payment.snap_token)
-    payment.transition_to(PaymentStatus.CANCELED, source="api", data={"reason": reason})
+    payment.transition_to(
+        PaymentStatus.CANCELED, source=source, data={"reason": reason, **(data or {})}
+    )
     announce(payment)
     db.session.commit()
     log.info(
@@ -353,16 +380,21 @@ def refund_payment(
     amount: int | None,
     reason: str,
     request_key: str | None,
+    source: str = "api",
+    data: Mapping[str, Any] | None = None,
 ) -> Refund:
-    """Refund part or all of a settled payment; the same request refunds once."""
+    """Refund part or all of a settled (or paid-late) payment; the same request refunds once."""
     payment = _locked(payment_id)
     refund_key = _refund_key(payment, request_key)
     existing = db.session.scalar(sa.select(Refund).where(Refund.refund_key == refund_key))
     if existing is not None and existing.status != "requested":
         return existing
+    late = paid_late(payment)
     if existing is None:
+        # A paid-late attempt holds settled money at Midtrans, whatever its status here.
+        facts = replace(_facts(payment), status=PaymentStatus.SUCCESS) if late else _facts(payment)
         amount = rules.refund_amount(
-            _facts(payment),
+            facts,
             payment_type=payment.payment_type,
             in_flight=_refunds_in_flight(payment),
             requested=amount,
@@ -374,6 +406,9 @@ def refund_payment(
         # Stored before Midtrans is asked: a timeout is retried with the same refund_key.
         db.session.commit()
         payment = _locked(payment_id)
+        if existing.status != "requested":
+            # The same request, sent twice at once, got its answer while this one waited.
+            return existing
     refund = existing
     try:
         answer = gateway.refund(
@@ -389,9 +424,16 @@ def refund_payment(
         raise
     refund.status = "succeeded"
     refund.gateway_response = answer.raw
-    step = rules.after_refund(_facts(payment), refund.amount)
+    # A paid-late attempt keeps its status and flag, and announces nothing: the order never
+    # counted this money as its payment.
+    step = (
+        rules.Step(payment.status, payment.status_detail)
+        if late
+        else rules.after_refund(_facts(payment), refund.amount)
+    )
     payment.refunded_amount = min(payment.amount, payment.refunded_amount + refund.amount)
-    carry_out(payment, replace(step, data={"refund_key": refund_key}), {"source": "api"})
+    recorded = replace(step, data={"refund_key": refund_key, **(data or {})})
+    carry_out(payment, recorded, {"source": source})
     db.session.commit()
     return refund
 

@@ -41,6 +41,9 @@ class StatusDetail(StrEnum):
     GATEWAY_AUTH_FAILED = "gateway_auth_failed"
     GATEWAY_REJECTED = "gateway_rejected"
     GATEWAY_UNAVAILABLE = "gateway_unavailable"
+    # Events of what staff did that changed no status.
+    REVIEW_RESOLVED = "review_resolved"
+    CHECKED_BY_STAFF = "checked"
 
 
 # Details that put a payment on the review list.

@@ -32,3 +32,8 @@ def age(value: datetime | None, now: datetime) -> str:
 def percent(share: float | None) -> str:
     """A share as a percentage with one decimal: '66.7 %'; a dash when there is none."""
     return "—" if share is None else f"{share * 100:.1f} %"
+
+
+def customer_label(key: str) -> str:
+    """A customer field's key in words, as staff read it: 'first_name' → 'First name'."""
+    return key.replace("_", " ").strip().capitalize()

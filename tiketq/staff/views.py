@@ -19,22 +19,24 @@ from flask import (
     request,
     url_for,
 )
+from flask_wtf import FlaskForm
 from werkzeug.exceptions import HTTPException
 
 from tiketq.checkout.formats import rupiah
-from tiketq.gateway import GatewayError, current_gateway
+from tiketq.gateway import GatewayError, GatewayTimeout, GatewayUnavailable
 from tiketq.metrics import AUTH_FAILURES
-from tiketq.payments import background, queries
-from tiketq.payments.errors import PaymentNotFound
-from tiketq.payments.models import utcnow
-from tiketq.staff import accounts, display, environment, throttle, widgets
-from tiketq.staff.forms import ActionForm, LoginForm
+from tiketq.payments import background, queries, service
+from tiketq.payments.errors import PaymentError, PaymentNotFound
+from tiketq.payments.models import Payment, utcnow
+from tiketq.staff import accounts, actions, display, environment, throttle, widgets
+from tiketq.staff.forms import ActionForm, CancelForm, LoginForm, RefundForm, ResolveForm
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("staff", __name__, url_prefix="/ops")
 
 SEARCH_MAX_LENGTH = 64
+FORM_EXPIRED = "The form expired; go back, reload the page and try again."
 
 
 def _safe_next(target: str | None) -> str:
@@ -66,6 +68,7 @@ def _page_helpers() -> dict[str, Any]:
         "rupiah": rupiah,
         "wib": display.wib,
         "percent": display.percent,
+        "customer_label": display.customer_label,
     }
 
 
@@ -130,18 +133,21 @@ def search() -> Any:
 @bp.get("/payments/<payment_id>")
 def payment(payment_id: str) -> str:
     """One payment: its fields, history, notifications, refunds and messages to others."""
-    try:
-        found = queries.get_payment(str(uuid.UUID(payment_id)))
-    except ValueError:
-        raise PaymentNotFound("Payment not found") from None
+    found = queries.get_payment(str(_payment_key(payment_id)))
     now = utcnow()
+    refunds = queries.refunds_for(found.id)
     return render_template(
         "ops/payment.html",
         payment=found,
         notifications=queries.notifications_for(found),
-        refunds=queries.refunds_for(found.id),
+        refunds=refunds,
         messages=queries.outbox_for(found.id),
         age=lambda value: display.age(value, now),
+        offers=actions.offers(found, refunds),
+        review_reasons=queries.open_review_reasons(found.id) if found.needs_review else [],
+        resolve_form=ResolveForm(formdata=None),
+        cancel_form=CancelForm(formdata=None),
+        refund_form=RefundForm(formdata=None),
     )
 
 
@@ -164,21 +170,200 @@ def check(payment_id: str) -> Response:
     """Ask Midtrans about the payment now and apply its answer, as the worker would."""
     form = ActionForm()
     if not form.validate_on_submit():
-        abort(400, "The form expired; go back, reload the page and try again.")
+        abort(400, FORM_EXPIRED)
+    key = _payment_key(payment_id)
     try:
-        key = uuid.UUID(payment_id)
-    except ValueError:
-        raise PaymentNotFound("Payment not found") from None
-    try:
-        checked = background.check_now(key, current_gateway())
+        checked = actions.check(key, staff=g.staff.name)
     except GatewayError as exc:
         flash(f"Midtrans did not answer ({exc.detail}); nothing changed. Try again shortly.")
-        return redirect(url_for("staff.payment", payment_id=payment_id), 303)
-    if checked is None:
-        raise PaymentNotFound("Payment not found")
+        return _back_to(key)
     log.info("payment checked", extra={"payment_id": payment_id, "staff": g.staff.name})
     flash(f"Midtrans was asked: the payment is {checked.status}.")
-    return redirect(url_for("staff.payment", payment_id=payment_id), 303)
+    return _back_to(key)
+
+
+@bp.post("/payments/<payment_id>/review/resolve")
+def resolve_review(payment_id: str) -> Response:
+    """Close the payment's open review with a note saying what was done about it."""
+    key = _payment_key(payment_id)
+    form = ResolveForm()
+    if not _accepted(form):
+        return _back_to(key)
+    try:
+        reasons = actions.resolve_review(key, staff=g.staff.name, note=form.note.data)
+    except actions.Refused as exc:
+        flash(str(exc))
+        return _back_to(key)
+    log.info(
+        "review resolved",
+        extra={"payment_id": payment_id, "staff": g.staff.name, "reasons": reasons},
+    )
+    flash("The review is resolved; the note is in the history.")
+    return _back_to(key)
+
+
+@bp.post("/payments/<payment_id>/cancel")
+def cancel(payment_id: str) -> Response | str:
+    """Show what a cancel would cancel; once confirmed, cancel at Midtrans and here."""
+    key = _payment_key(payment_id)
+    form = CancelForm()
+    if not _accepted(form):
+        return _back_to(key)
+    payment = queries.get_payment(str(key))
+    try:
+        actions.plan_cancel(payment)
+    except PaymentError as exc:
+        flash(f"Not canceled: {exc.detail}.")
+        return _back_to(key)
+    if form.confirmed.data != "yes":
+        form.confirmed.data = "yes"
+        return _confirm_cancel(payment, form)
+    what = f"The payment of {rupiah(payment.amount)} for order {payment.order_id}"
+    try:
+        actions.cancel(key, staff=g.staff.name, reason=form.reason.data or None)
+    except PaymentError as exc:
+        flash(f"Not canceled: {exc.detail}.")
+    except (GatewayUnavailable, GatewayTimeout) as exc:
+        flash(
+            f"Midtrans did not answer ({exc.detail}); nothing was canceled here. Check with "
+            "Midtrans now, then try again."
+        )
+    except GatewayError as exc:
+        flash(f"Midtrans refused to cancel ({_said(exc)}); nothing was canceled.")
+    else:
+        log.info(
+            "payment canceled by staff", extra={"payment_id": payment_id, "staff": g.staff.name}
+        )
+        flash(f"{what} is canceled.")
+    return _back_to(key)
+
+
+@bp.post("/payments/<payment_id>/refund")
+def refund(payment_id: str) -> Response | str | tuple[str, int]:
+    """Show the amount a refund would take; once confirmed, refund it, once however often sent."""
+    key = _payment_key(payment_id)
+    form = RefundForm()
+    if not _accepted(form):
+        return _back_to(key)
+    payment = queries.get_payment(str(key))
+    if not form.key.data:
+        try:
+            form.amount.data = actions.plan_refund(payment, form.amount.data)
+        except PaymentError as exc:
+            flash(f"Not refunded: {exc.detail}.")
+            return _back_to(key)
+        form.key.data = uuid.uuid4().hex
+        return _confirm_refund(payment, form)
+    try:
+        done = actions.refund(
+            key,
+            staff=g.staff.name,
+            amount=form.amount.data,
+            reason=form.reason.data,
+            key=form.key.data,
+        )
+    except (PaymentError, actions.Refused) as exc:
+        flash(f"Not refunded: {_said(exc)}.")
+    except (GatewayUnavailable, GatewayTimeout) as exc:
+        # The refund is stored as requested: this same confirmation retries it, and refunds once.
+        flash(
+            f"Midtrans did not answer ({exc.detail}); the refund of {rupiah(form.amount.data)} "
+            "is stored as requested and not known to be made. Confirm again to retry it: it "
+            "cannot refund twice."
+        )
+        return _confirm_refund(payment, form), 503
+    except GatewayError as exc:
+        flash(f"Midtrans refused the refund ({_said(exc)}); nothing was refunded.")
+    else:
+        _refunded(payment, done)
+    return _back_to(key)
+
+
+def _payment_key(payment_id: str) -> uuid.UUID:
+    """The payment id in the address, or the 404 page for one that cannot be an id."""
+    try:
+        return uuid.UUID(payment_id)
+    except ValueError:
+        raise PaymentNotFound("Payment not found") from None
+
+
+def _back_to(key: uuid.UUID) -> Response:
+    return redirect(url_for(".payment", payment_id=key), 303)
+
+
+def _accepted(form: FlaskForm) -> bool:
+    """Validate a posted form: a bad CSRF token refuses it; a wrong field is flashed."""
+    if form.validate_on_submit():
+        return True
+    if "csrf_token" in form.errors:
+        abort(400, FORM_EXPIRED)
+    for messages in form.errors.values():
+        for message in messages:
+            flash(message)
+    return False
+
+
+def _said(exc: Exception) -> str:
+    """What a refusal says, in its own words (Midtrans's messages when it gave some)."""
+    if isinstance(exc, GatewayError):
+        return "; ".join(exc.messages) or exc.detail
+    return exc.detail if isinstance(exc, PaymentError) else str(exc).rstrip(".")
+
+
+def _confirm_cancel(payment: Payment, form: CancelForm) -> str:
+    return render_template(
+        "ops/confirm.html",
+        payment=payment,
+        form=form,
+        question=f"Cancel the payment of {rupiah(payment.amount)} for order {payment.order_id}?",
+        details=[
+            ("Attempt", f"{payment.attempt} · {payment.status}"),
+            ("Amount", rupiah(payment.amount)),
+            ("Reason", form.reason.data or "none given"),
+        ],
+        note="Midtrans is asked first: if the traveller has paid meanwhile, nothing is canceled.",
+        action=url_for(".cancel", payment_id=payment.id),
+        button="Cancel the payment",
+    )
+
+
+def _confirm_refund(payment: Payment, form: RefundForm) -> str:
+    amount = form.amount.data
+    late = payment.status_detail.replace("_", " ") if service.paid_late(payment) else None
+    return render_template(
+        "ops/confirm.html",
+        payment=payment,
+        form=form,
+        question=f"Refund {rupiah(amount)} of order {payment.order_id}?",
+        details=[
+            ("Attempt", f"{payment.attempt} · {payment.status}"),
+            ("Paid", f"{rupiah(payment.amount)} by {payment.payment_type or 'a method not known'}"),
+            ("Refunded before", rupiah(payment.refunded_amount)),
+            ("This refund", rupiah(amount)),
+            ("Left after it", rupiah(payment.amount - payment.refunded_amount - amount)),
+            ("Reason", form.reason.data),
+        ],
+        note=(
+            f"This attempt was {late}: the refund returns that money and the attempt stays "
+            f"{payment.status}. The order's other attempts are not touched."
+            if late
+            else None
+        ),
+        action=url_for(".refund", payment_id=payment.id),
+        button=f"Refund {rupiah(amount)}",
+    )
+
+
+def _refunded(payment: Payment, done: actions.RefundDone) -> None:
+    amount = rupiah(done.refund.amount)
+    if done.repeated:
+        flash(f"This refund was already made ({amount}); nothing more was refunded.")
+        return
+    log.info(
+        "payment refunded by staff",
+        extra={"payment_id": str(payment.id), "staff": g.staff.name, "amount": done.refund.amount},
+    )
+    flash(f"Refunded {amount} of order {payment.order_id}.")
 
 
 @bp.errorhandler(PaymentNotFound)

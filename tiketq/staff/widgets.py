@@ -60,6 +60,11 @@ class Today:
         return self.paid / self.ended if self.ended else None
 
 
+# A worker beats after every full round (WORKER_INTERVAL, 5 s by default). None for this long
+# means none runs: notifications wait, and nothing is reconciled, expired or delivered.
+WORKER_SILENT_AFTER = timedelta(minutes=2)
+
+
 @dataclass(frozen=True)
 class Worker:
     """A worker's last heartbeat, and whether it is recent enough to call the worker alive."""
@@ -82,12 +87,20 @@ def today(now: datetime) -> Today:
     return Today(since, by_status, queries.totals_by_method(since, until))
 
 
+def silent_after(interval: float) -> timedelta:
+    """How long a worker may go without a beat: two minutes, or three rounds when longer."""
+    return max(WORKER_SILENT_AFTER, timedelta(seconds=3 * interval))
+
+
 def workers(now: datetime, interval: float) -> list[Worker]:
-    """The workers heard from lately; silent for three rounds (at least a minute) is not alive."""
-    silent_after = timedelta(seconds=max(60.0, 3 * interval))
-    return [
-        Worker(beat, now - beat.beat_at <= silent_after) for beat in queries.worker_heartbeats()
-    ]
+    """The workers heard from lately, newest first, each alive or silent."""
+    limit = silent_after(interval)
+    return [Worker(beat, now - beat.beat_at <= limit) for beat in queries.worker_heartbeats()]
+
+
+def worker_silent(listed: list[Worker]) -> bool:
+    """Whether no worker is alive, also when none ever beat: the dashboard then warns."""
+    return not any(worker.alive for worker in listed)
 
 
 def gather(now: datetime, config: Mapping[str, Any]) -> dict[str, Any]:
@@ -97,6 +110,7 @@ def gather(now: datetime, config: Mapping[str, Any]) -> dict[str, Any]:
     stuck_count, stuck = queries.stuck_payments(now - timedelta(minutes=stuck_minutes))
     rejected_counts, rejected = queries.rejected_notifications(day.since)
     reconcile_changed, reconcile_checked = queries.last_reconcile()
+    listed = workers(now, config["WORKER_INTERVAL"])
     return {
         "now": now,
         "today": day,
@@ -121,7 +135,8 @@ def gather(now: datetime, config: Mapping[str, Any]) -> dict[str, Any]:
         "rejected": rejected,
         "backlog": queries.outbox_backlog(),
         "dead": queries.dead_deliveries(),
-        "workers": workers(now, config["WORKER_INTERVAL"]),
+        "workers": listed,
+        "worker_silent": worker_silent(listed),
         "reconcile_changed": reconcile_changed,
         "reconcile_checked": reconcile_checked,
     }
