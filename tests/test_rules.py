@@ -792,3 +792,22 @@ def test_money_rules_import_only_the_standard_library_and_the_vocabulary(module)
     }
     assert not foreign, f"{module} imports {sorted(foreign)}"
     assert imported, "the parse found no imports at all"
+
+
+@pytest.mark.parametrize(
+    ("status", "detail", "late"),
+    [
+        (PaymentStatus.EXPIRED, StatusDetail.PAID_AFTER_EXPIRY, True),
+        (PaymentStatus.CANCELED, StatusDetail.PAID_AFTER_CANCEL, True),
+        (PaymentStatus.FAILED, StatusDetail.PAID_TWICE, True),
+        (PaymentStatus.SUCCESS, StatusDetail.PAID_TWICE, False),
+        (PaymentStatus.EXPIRED, StatusDetail.EXPIRED_BY_WORKER, False),
+    ],
+)
+def test_money_taken_after_an_attempt_ended_unpaid_is_judged_as_settled_for_a_refund(
+    status, detail, late
+):
+    facts = rules.Facts(status=status, amount=150_000, detail=detail)
+
+    assert rules.paid_late(status, detail) is late
+    assert rules.refund_facts(facts).status is (PaymentStatus.SUCCESS if late else status)

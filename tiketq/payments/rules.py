@@ -7,7 +7,7 @@ each rule can be table-tested without an app, a database or a gateway.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
@@ -143,6 +143,24 @@ _PAID_LATE = {
     PaymentStatus.CANCELED: StatusDetail.PAID_AFTER_CANCEL,
     PaymentStatus.EXPIRED: StatusDetail.PAID_AFTER_EXPIRY,
 }
+
+
+# Money Midtrans took for an attempt after it had ended unpaid: flagged, and refundable in full.
+PAID_LATE = frozenset(
+    {StatusDetail.PAID_TWICE, StatusDetail.PAID_AFTER_EXPIRY, StatusDetail.PAID_AFTER_CANCEL}
+)
+
+
+def paid_late(status: PaymentStatus, detail: str | None) -> bool:
+    """Tell whether an attempt that ended unpaid was paid at Midtrans all the same."""
+    return status not in PAID and detail in PAID_LATE
+
+
+def refund_facts(facts: Facts) -> Facts:
+    """The facts a refund is judged on: a paid-late attempt holds settled money at Midtrans."""
+    if paid_late(facts.status, facts.detail):
+        return replace(facts, status=PaymentStatus.SUCCESS)
+    return facts
 
 
 def decide(facts: Facts, answer: Answer) -> Decision:

@@ -328,17 +328,6 @@ def _locked(payment_id: uuid.UUID) -> Payment:
     return payment
 
 
-# Money Midtrans took for an attempt after it had ended unpaid: flagged, and refundable in full.
-PAID_LATE = frozenset(
-    {StatusDetail.PAID_TWICE, StatusDetail.PAID_AFTER_EXPIRY, StatusDetail.PAID_AFTER_CANCEL}
-)
-
-
-def paid_late(payment: Payment) -> bool:
-    """Tell whether an attempt that ended unpaid was paid at Midtrans all the same."""
-    return payment.status not in PAID and payment.status_detail in PAID_LATE
-
-
 def cancel_payment(
     payment_id: uuid.UUID,
     *,
@@ -389,12 +378,10 @@ def refund_payment(
     existing = db.session.scalar(sa.select(Refund).where(Refund.refund_key == refund_key))
     if existing is not None and existing.status != "requested":
         return existing
-    late = paid_late(payment)
+    late = rules.paid_late(payment.status, payment.status_detail)
     if existing is None:
-        # A paid-late attempt holds settled money at Midtrans, whatever its status here.
-        facts = replace(_facts(payment), status=PaymentStatus.SUCCESS) if late else _facts(payment)
         amount = rules.refund_amount(
-            facts,
+            rules.refund_facts(_facts(payment)),
             payment_type=payment.payment_type,
             in_flight=_refunds_in_flight(payment),
             requested=amount,

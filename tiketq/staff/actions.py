@@ -52,7 +52,9 @@ def offers(payment: Payment, refunds: list[Refund]) -> Offers:
     return Offers(
         cancel=payment.status in OPEN,
         refund=payment.status is PaymentStatus.SUCCESS and left > 0,
-        refund_attempt=payment.needs_review and service.paid_late(payment) and left > 0,
+        refund_attempt=payment.needs_review
+        and rules.paid_late(payment.status, payment.status_detail)
+        and left > 0,
         refundable=payment.payment_type in rules.REFUNDABLE_TYPES,
         left=left,
     )
@@ -103,14 +105,13 @@ def cancel(payment_id: uuid.UUID, *, staff: str, reason: str | None) -> Payment:
 def plan_refund(payment: Payment, requested: int | None) -> int:
     """The amount a refund would take (none asked: all that is left); raises if it is refused."""
     facts = rules.Facts(
-        # Money that came late to an ended attempt is settled at Midtrans: it may go back.
-        status=PaymentStatus.SUCCESS if service.paid_late(payment) else payment.status,
+        status=payment.status,
         amount=payment.amount,
         detail=payment.status_detail,
         refunded_amount=payment.refunded_amount,
     )
     return rules.refund_amount(
-        facts,
+        rules.refund_facts(facts),
         payment_type=payment.payment_type,
         in_flight=_in_flight(queries.refunds_for(payment.id)),
         requested=requested,

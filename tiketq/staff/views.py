@@ -25,7 +25,7 @@ from werkzeug.exceptions import HTTPException
 from tiketq.checkout.formats import rupiah
 from tiketq.gateway import GatewayError, GatewayTimeout, GatewayUnavailable
 from tiketq.metrics import AUTH_FAILURES
-from tiketq.payments import background, queries, service
+from tiketq.payments import background, queries, rules
 from tiketq.payments.errors import PaymentError, PaymentNotFound
 from tiketq.payments.models import Payment, utcnow
 from tiketq.staff import accounts, actions, display, environment, throttle, widgets
@@ -329,7 +329,11 @@ def _confirm_cancel(payment: Payment, form: CancelForm) -> str:
 
 def _confirm_refund(payment: Payment, form: RefundForm) -> str:
     amount = form.amount.data
-    late = payment.status_detail.replace("_", " ") if service.paid_late(payment) else None
+    late = (
+        payment.status_detail.replace("_", " ")
+        if rules.paid_late(payment.status, payment.status_detail)
+        else None
+    )
     return render_template(
         "ops/confirm.html",
         payment=payment,
