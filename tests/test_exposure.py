@@ -8,11 +8,9 @@ import io
 import json
 import logging
 import os
-import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from urllib.parse import quote
@@ -22,6 +20,7 @@ import requests
 import sentry_sdk
 
 from tests.conftest import SERVER_KEY, app_config
+from tests.processes import Served
 from tests.test_make_run import READY_SECONDS, STOP_SECONDS, Run, free_port, wait_for_health
 from tiketq import create_app
 from tiketq.gateway import simulator
@@ -339,7 +338,7 @@ def test_a_request_id_cannot_carry_a_configured_secret_into_the_logs_of_a_short_
 # --- the real thing: gunicorn's access log and the app's lines, in one stdout -------------------
 
 
-class Gunicorn:
+class Gunicorn(Served):
     """gunicorn serving wsgi:app with the repository's config, its stdout collected."""
 
     def __init__(self, tmp_path: Path, port: int, **env: str) -> None:
@@ -358,54 +357,8 @@ class Gunicorn:
             SECRET_KEY="exposure-test-secret-key",
             **env,
         )
-        self.lines: list[str] = []
-        self.process = subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "gunicorn"),
-                "--config",
-                "gunicorn.conf.py",
-                "wsgi:app",
-            ],
-            cwd=ROOT,
-            env=environ,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        for line in self.process.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    def wait_ready(self, url: str) -> None:
-        deadline = time.monotonic() + READY_SECONDS
-        while True:
-            try:
-                if requests.get(url, timeout=5).ok:
-                    return
-            except (requests.ConnectionError, requests.Timeout):
-                pass
-            assert time.monotonic() < deadline and self.process.poll() is None, self.output()
-            time.sleep(0.2)
-
-    def stop(self) -> str:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(STOP_SECONDS)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(STOP_SECONDS)
-        self.reader.join(STOP_SECONDS)
-        self.process.stdout.close()
-        return self.output()
-
-    def output(self) -> str:
-        return "\n".join(self.lines)
+        gunicorn = str(Path(sys.executable).parent / "gunicorn")
+        super().__init__([gunicorn, "--config", "gunicorn.conf.py", "wsgi:app"], environ)
 
 
 def test_gunicorn_logs_no_key_sent_as_request_id_or_in_a_query_string(tmp_path):
@@ -422,7 +375,7 @@ def test_gunicorn_logs_no_key_sent_as_request_id_or_in_a_query_string(tmp_path):
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        server.wait_ready(f"{base}/health")
+        server.wait_until_ready(f"{base}/health")
         answers = [
             requests.get(
                 f"{base}/payments/order/ORD-X?api_key={key}&page=2",

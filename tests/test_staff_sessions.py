@@ -5,9 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -23,13 +21,13 @@ import requests
 import sqlalchemy as sa
 from werkzeug.security import generate_password_hash
 
+from tests.processes import READY_SECONDS, Served
 from tests.test_ops_page import PASSWORD, STAFF, csrf_token, log_in
 from tiketq.extensions import db
 from tiketq.payments.models import utcnow
 from tiketq.staff import accounts, limiter
 from tiketq.staff.sessions import StaffSession
 
-ROOT = Path(__file__).resolve().parent.parent
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 NEW_STAFF = "alice:" + generate_password_hash("another long password", method="pbkdf2:sha256:1000")
 
@@ -170,8 +168,6 @@ def test_the_right_password_works_elsewhere_while_an_attacker_address_is_limited
 
 # Every gunicorn worker counts in the same store.
 
-READY_SECONDS = 45
-STOP_SECONDS = 30
 WORKERS = 3
 LOGIN_RATE = 5
 # The pid of the worker that answered and the request id it echoed, to tell workers apart.
@@ -184,7 +180,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-class Gunicorn:
+class Gunicorn(Served):
     """gunicorn in a process group of its own, its access log read as it comes."""
 
     def __init__(self, env: dict[str, str], app: str) -> None:
@@ -195,49 +191,17 @@ class Gunicorn:
             *("--keep-alive", str(READY_SECONDS)),
             app,
         ]
-        self.process = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-        self.lines: list[str] = []
         self.answered_by: dict[str, int] = {}
         self.logged = threading.Condition()
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
+        super().__init__(command, env, on_line=self._note_access)
 
-    def _read(self) -> None:
-        for line in self.process.stdout:
-            with self.logged:
-                self.lines.append(line.rstrip("\n"))
-                record = json.loads(line) if line.startswith("{") else {}
-                if record.get("logger") == "gunicorn.access":
-                    pid, request_id = record["message"].split()
-                    self.answered_by[request_id] = int(pid.strip("<>"))
-                self.logged.notify_all()
-
-    def output(self) -> str:
-        return "\n".join(self.lines)
-
-    def wait_until_ready(self, url: str, deadline: float) -> None:
-        """Poll /health until gunicorn answers."""
-        while True:
-            try:
-                if requests.get(f"{url}/health", timeout=5).status_code == 200:
-                    return
-            # Refused before gunicorn listens; a timeout while its workers still boot.
-            except (requests.ConnectionError, requests.Timeout):
-                pass
-            assert time.monotonic() < deadline and self.process.poll() is None, (
-                f"{url} never answered:\n{self.output()}"
-            )
-            with self.logged:
-                self.logged.wait(0.25)
+    def _note_access(self, line: str) -> None:
+        with self.logged:
+            record = json.loads(line) if line.startswith("{") else {}
+            if record.get("logger") == "gunicorn.access":
+                pid, request_id = record["message"].split()
+                self.answered_by[request_id] = int(pid.strip("<>"))
+            self.logged.notify_all()
 
     def worker_of(self, response: requests.Response, deadline: float) -> int:
         """The pid of the worker that answered, from the access log (written after the answer)."""
@@ -248,16 +212,6 @@ class Gunicorn:
                 assert remaining > 0, f"no access log line for {request_id}:\n{self.output()}"
                 self.logged.wait(remaining)
             return self.answered_by[request_id]
-
-    def stop(self) -> None:
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(STOP_SECONDS)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(STOP_SECONDS)
-        self.reader.join(STOP_SECONDS)
-        self.process.stdout.close()
 
 
 @pytest.fixture
@@ -283,7 +237,7 @@ def gunicorn(database: str, tmp_path: Path) -> Iterator[tuple[str, Gunicorn, str
     server = Gunicorn(env, f"tiketq:create_app({{'RATELIMIT_KEY_PREFIX': {prefix!r}}})")
     try:
         url = f"http://127.0.0.1:{port}"
-        server.wait_until_ready(url, time.monotonic() + READY_SECONDS)
+        server.wait_until_ready(f"{url}/health")
         yield url, server, name
     finally:
         server.stop()
