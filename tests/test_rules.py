@@ -811,3 +811,21 @@ def test_money_taken_after_an_attempt_ended_unpaid_is_judged_as_settled_for_a_re
 
     assert rules.paid_late(status, detail) is late
     assert rules.refund_facts(facts).status is (PaymentStatus.SUCCESS if late else status)
+
+
+def test_the_echo_of_a_refund_staff_made_of_a_paid_twice_attempt_reopens_no_review():
+    refunded_by_staff = facts(
+        S.FAILED, detail=D.PAID_TWICE, refunded_amount=AMOUNT, other_attempt_counts=True
+    )
+
+    decision = rules.decide(refunded_by_staff, answer(C.REFUNDED, refunded=AMOUNT))
+
+    assert decision.outcome is NotificationOutcome.DUPLICATE and decision.steps == ()
+
+
+def test_a_refund_of_a_paid_twice_attempt_nobody_made_here_is_still_flagged():
+    nobody_refunded = facts(S.FAILED, detail=D.PAID_TWICE, other_attempt_counts=True)
+
+    decision = rules.decide(nobody_refunded, answer(C.REFUNDED, refunded=AMOUNT))
+
+    assert decision.outcome is NotificationOutcome.FLAGGED

@@ -197,6 +197,9 @@ def decide(facts: Facts, answer: Answer) -> Decision:
     steps: list[Step] = []
     current = facts.status
     if target.status is PaymentStatus.REFUNDED and current is PaymentStatus.FAILED:
+        if facts.detail == StatusDetail.PAID_TWICE and refunded == facts.refunded_amount:
+            # Midtrans telling of the refund staff made of this attempt: booked already.
+            return Decision(NotificationOutcome.DUPLICATE)
         if facts.other_attempt_counts:
             # Money for a second attempt, already on its way back: a person checks both.
             step = Step(current, StatusDetail.PAID_TWICE, review=True)
