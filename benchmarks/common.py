@@ -20,6 +20,9 @@ from pathlib import Path
 
 import psycopg2
 
+from tiketq.config import DEFAULT_DATABASE_SCHEMA
+from tiketq.extensions import schema_options
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
@@ -40,7 +43,10 @@ class SetupError(Exception):
 def sql(dsn: str, statement: str, params: dict | None = None, *, fetch: bool = False) -> list:
     """Run one statement (or a script) in autocommit; return the rows when asked."""
     # Bounded: a lock held by a stray request fails the run instead of hanging it.
-    options = "-c lock_timeout=10s -c statement_timeout=120s"
+    # The service's tables are in its schema, as its own connections see them.
+    options = schema_options(
+        DEFAULT_DATABASE_SCHEMA, "-c lock_timeout=10s -c statement_timeout=120s"
+    )
     conn = psycopg2.connect(dsn, connect_timeout=5, options=options)
     try:
         conn.autocommit = True
@@ -276,7 +282,9 @@ def worker(database: BenchDatabase, env: dict[str, str], log: Path) -> Iterator[
 
 def wait_drained(database: BenchDatabase, timeout: float) -> tuple[float, bool]:
     """Wait until no notification waits to be applied; (time.time() then, whether it did)."""
-    conn = psycopg2.connect(database.dsn, connect_timeout=5)
+    conn = psycopg2.connect(
+        database.dsn, connect_timeout=5, options=schema_options(DEFAULT_DATABASE_SCHEMA)
+    )
     conn.autocommit = True
     deadline = time.monotonic() + timeout
     try:

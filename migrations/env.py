@@ -2,10 +2,13 @@ import logging
 from logging.config import fileConfig
 
 from flask import current_app
+from sqlalchemy import Connection, text
 from sqlalchemy.exc import OperationalError
 
 from alembic import context
+from alembic.script import ScriptDirectory
 
+from tiketq.config import ConfigError
 from tiketq.extensions import cannot_connect
 
 # this is the Alembic Config object, which provides
@@ -49,6 +52,97 @@ def get_metadata():
     return target_db.metadata
 
 
+# What a deployment from before DATABASE_SCHEMA (revisions 0001-0007) created in public: that
+# layout is frozen, every later migration runs in the schema.
+PUBLIC_LAYOUT_TABLES = (
+    'alembic_version', 'payments', 'payment_events', 'notifications', 'outbox', 'refunds',
+    'deliveries', 'worker_heartbeats', 'staff_sessions',
+)
+PUBLIC_LAYOUT_FUNCTIONS = ('notify_inbox()',)
+# Columns only our payments table has: the replaced service's payments has neither.
+OUR_PAYMENT_COLUMNS = ('gateway_order_id', 'request_fingerprint')
+
+
+def our_schema(backend: str) -> str | None:
+    """Our schema on PostgreSQL; None on SQLite, which has only one."""
+    return current_app.config['DATABASE_SCHEMA'] if backend == 'postgresql' else None
+
+
+def prepare_schema(connection: Connection, schema: str) -> None:
+    """Create the schema if missing, and move a deployment of ours out of public into it.
+
+    Here and not in a migration: Alembic reads the current revision from its version table
+    before any migration runs, and that table is one of those that move.
+    """
+    if schema == 'public':
+        return
+    # CREATE SCHEMA IF NOT EXISTS checks the right to create schemas first, which a role that
+    # was given its schema (docs/database-roles.sql) rightly lacks.
+    if connection.execute(text('SELECT to_regnamespace(:s)'), {'s': schema}).scalar() is None:
+        connection.execute(text(f'CREATE SCHEMA {schema}'))
+    if _is_our_public_deployment(connection, schema):
+        _move_out_of_public(connection, schema)
+
+
+def _public_tables(connection: Connection) -> dict[str, tuple[str, bool]]:
+    """Our layout's table names found in public: their owner, and whether we may act as it."""
+    rows = connection.execute(
+        text(
+            "SELECT c.relname, pg_get_userbyid(c.relowner), pg_has_role(c.relowner, 'USAGE')"
+            " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND c.relname = ANY(:names)"
+        ),
+        {'names': list(PUBLIC_LAYOUT_TABLES)},
+    )
+    return {name: (owner, ours) for name, owner, ours in rows}
+
+
+def _is_our_public_deployment(connection: Connection, schema: str) -> bool:
+    """Whether public holds this service's tables: our revision in alembic_version, our payments.
+
+    The catalogs answer without any right on the tables, so a deployment that the connected
+    role may not move is refused instead of being left behind under a new, empty one.
+    """
+    tables = _public_tables(connection)
+    if 'alembic_version' not in tables or 'payments' not in tables:
+        return False
+    columns = connection.execute(
+        text(
+            "SELECT count(*) FROM pg_attribute WHERE attrelid = 'public.payments'::regclass"
+            " AND attname = ANY(:names) AND NOT attisdropped"
+        ),
+        {'names': list(OUR_PAYMENT_COLUMNS)},
+    ).scalar()
+    if columns != len(OUR_PAYMENT_COLUMNS):
+        return False  # the replaced service's payments, or another service's
+    foreign = sorted({owner for owner, ours in tables.values() if not ours})
+    if foreign:
+        raise ConfigError(
+            f"this service's tables are in schema public, owned by {', '.join(foreign)}: run "
+            f"`flask db upgrade` once as that role (or a superuser) to move them into {schema}"
+        )
+    revisions = {script.revision for script in ScriptDirectory.from_config(config).walk_revisions()}
+    found = set(connection.execute(text('SELECT version_num FROM public.alembic_version')).scalars())
+    if not found & revisions:
+        return False
+    if connection.execute(text('SELECT to_regclass(:t)'), {'t': f'{schema}.alembic_version'}).scalar():
+        raise ConfigError(
+            f"this service's tables are both in schema public and in {schema}: "
+            "keep one (see README, Running in TiketQ's shared database)"
+        )
+    return True
+
+
+def _move_out_of_public(connection: Connection, schema: str) -> None:
+    """Move our tables (with their indexes, constraints, sequences, triggers) and functions."""
+    for table in _public_tables(connection):
+        connection.execute(text(f'ALTER TABLE public.{table} SET SCHEMA {schema}'))
+    for function in PUBLIC_LAYOUT_FUNCTIONS:
+        if connection.execute(text('SELECT to_regprocedure(:f)'), {'f': f'public.{function}'}).scalar():
+            connection.execute(text(f'ALTER FUNCTION public.{function} SET SCHEMA {schema}'))
+    logger.info('Moved this service\'s tables from schema public into %s.', schema)
+
+
 def run_migrations_offline():
     """Run migrations in 'offline' mode.
 
@@ -62,11 +156,18 @@ def run_migrations_offline():
 
     """
     url = config.get_main_option("sqlalchemy.url")
+    schema = our_schema(get_engine().url.get_backend_name())
     context.configure(
-        url=url, target_metadata=get_metadata(), literal_binds=True
+        url=url, target_metadata=get_metadata(), literal_binds=True,
+        version_table_schema=schema,
     )
 
     with context.begin_transaction():
+        if schema:
+            # The script runs without our connection options; a deployment in public is only
+            # moved online.
+            context.execute(f'CREATE SCHEMA IF NOT EXISTS {schema}')
+            context.execute(f'SET search_path TO {schema}')
         context.run_migrations()
 
 
@@ -101,9 +202,14 @@ def run_migrations_online():
         raise cannot_connect(connectable.url, error) from error
 
     with connection:
+        schema = our_schema(connection.dialect.name)
+        if schema:
+            with connection.begin():
+                prepare_schema(connection, schema)
         context.configure(
             connection=connection,
             target_metadata=get_metadata(),
+            version_table_schema=schema,
             **conf_args
         )
 

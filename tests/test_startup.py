@@ -221,11 +221,11 @@ def postgres_parts_from_files(database: OwnedDatabase, tmp_path: Path) -> dict[s
     }
 
 
-def public_tables(database: OwnedDatabase) -> dict[str, str]:
-    """The tables in the database's public schema, and who owns each."""
+def service_tables(database: OwnedDatabase) -> dict[str, str]:
+    """The tables in the service's schema (DATABASE_SCHEMA's default), and who owns each."""
     rows = sql(
         database.admin_dsn,
-        "SELECT tablename, tableowner FROM pg_tables WHERE schemaname = 'public'",
+        "SELECT tablename, tableowner FROM pg_tables WHERE schemaname = 'payment'",
         fetch=True,
     )
     return dict(rows)
@@ -250,7 +250,7 @@ def test_each_database_setting_migrates_and_serves(
     upgrade = flask(env, "db", "upgrade")
     assert upgrade.returncode == 0, upgrade.stderr
     # In this database, made by its own role: the form carried host, port, user, password, name.
-    tables = public_tables(database)
+    tables = service_tables(database)
     assert MIGRATED <= set(tables), tables
     assert set(tables.values()) == {database.user}, tables
     with serving(env, tmp_path / "gunicorn.log") as url:
@@ -329,7 +329,7 @@ def test_a_wrong_password_stops_the_upgrade_with_one_line(
     settings = {**postgres_parts(database, tmp_path), "POSTGRES_PASSWORD": LEAKED}
     upgrade = flask(clean_env(tmp_path, **settings), "db", "upgrade")
     assert_refused(upgrade, "POSTGRES_PASSWORD", "password authentication failed")
-    assert public_tables(database) == {}
+    assert service_tables(database) == {}
 
 
 def test_the_worker_and_gunicorn_stop_with_the_same_line(tmp_path: Path) -> None:

@@ -112,7 +112,8 @@ def test_the_notification_url_answers_while_the_payment_is_locked(
     try:
         with other.connect() as holder:
             holder.execute(
-                sa.text("SELECT id FROM payments WHERE id = :id FOR UPDATE"), {"id": payment.id}
+                sa.text("SELECT id FROM payment.payments WHERE id = :id FOR UPDATE"),
+                {"id": payment.id},
             )
             # The lock is held until this connection's transaction ends, after the request.
             request.start()

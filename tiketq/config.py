@@ -26,6 +26,10 @@ KNOWN_DEFAULT_SECRETS = frozenset(
 SNAP_JS_PRODUCTION = "https://app.midtrans.com/snap/snap.js"
 SNAP_JS_SANDBOX = "https://app.sandbox.midtrans.com/snap/snap.js"
 SECRET_KEY_FILE = "secret_key"
+# TiketQ's services share one PostgreSQL database: ours keep to a schema of their own.
+DEFAULT_DATABASE_SCHEMA = "payment"
+# Lower case only: PostgreSQL folds unquoted names, so the schema reads the same everywhere.
+_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -171,6 +175,8 @@ def from_environ(env: Mapping[str, str], instance_path: str) -> dict[str, Any]:
         "FINISH_URL_HOSTS": finish_url_hosts(env),
         "MIDTRANS_SNAP_JS_URL": env.get("MIDTRANS_SNAP_JS_URL") or None,
         "SQLALCHEMY_DATABASE_URI": database_url(env, instance_path),
+        # On PostgreSQL every table, index, function and Alembic's version table live here.
+        "DATABASE_SCHEMA": (env.get("DATABASE_SCHEMA") or "").strip() or DEFAULT_DATABASE_SCHEMA,
         "MIDTRANS_SERVER_KEY": server_key or (SIMULATOR_SERVER_KEY if simulator else None),
         "MIDTRANS_CLIENT_KEY": client_key or (SIMULATOR_CLIENT_KEY if simulator else None),
         "MIDTRANS_IS_PRODUCTION": is_production,
@@ -277,6 +283,7 @@ def validate(config: Mapping[str, Any]) -> None:
                 f"FINISH_URL_HOSTS entry {host!r} is not a host name: list hosts only, "
                 "e.g. tiketq.example,m.tiketq.example (no scheme, port or path)"
             )
+    _validate_database_schema(config.get("DATABASE_SCHEMA", DEFAULT_DATABASE_SCHEMA))
     if config.get("PROXY_FIX_HOPS", 0) < 0:
         raise ConfigError("PROXY_FIX_HOPS must be 0 (no proxy) or the number of proxies in front")
     _validate_ops(config)
@@ -335,6 +342,24 @@ def _validate_public_base_url(url: str | None) -> None:
         raise ConfigError(
             f"PUBLIC_BASE_URL={url!r} is not a base address like https://pay.tiketq.example "
             "(scheme and host, optionally a path; no query)"
+        )
+
+
+def _validate_database_schema(schema: str) -> None:
+    from sqlalchemy.dialects.postgresql.base import RESERVED_WORDS
+
+    # The name goes unquoted into connection options and DDL: a plain identifier only, and not
+    # one of PostgreSQL's own schemas.
+    if (
+        not _SCHEMA_NAME.fullmatch(schema)
+        or schema in RESERVED_WORDS
+        or schema.startswith("pg_")
+        or schema == "information_schema"
+    ):
+        raise ConfigError(
+            f"DATABASE_SCHEMA={schema!r} is not a schema name we can use: lower-case letters, "
+            "digits and _ (at most 63, not starting with a digit or pg_, not an SQL keyword), "
+            "e.g. payment"
         )
 
 

@@ -13,7 +13,7 @@ from sqlalchemy import MetaData
 from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.orm import DeclarativeBase
 
-from tiketq.config import ConfigError, database_settings
+from tiketq.config import DEFAULT_DATABASE_SCHEMA, ConfigError, database_settings
 
 # Named constraints keep Alembic migrations reviewable and reversible.
 NAMING_CONVENTION = {
@@ -65,6 +65,27 @@ class Database(SQLAlchemy):
         # Unparseable, an unknown dialect, or (ValueError) a port that is not a number.
         except (ArgumentError, ValueError) as error:
             raise ConfigError(_unusable_url(error)) from error
+
+    def _apply_driver_defaults(self, options: dict[str, Any], app: Flask) -> None:
+        """Flask-SQLAlchemy's defaults, and on PostgreSQL the search_path of our schema."""
+        super()._apply_driver_defaults(options, app)
+        # Flask-SQLAlchemy's hook (private, hence the pinned version) sees each engine's final
+        # URL, however it was configured; SQLite's driver would refuse an `options` argument.
+        if sa.make_url(options["url"]).get_backend_name() == "postgresql":
+            schema = app.config.get("DATABASE_SCHEMA", DEFAULT_DATABASE_SCHEMA)
+            connect_args = options.setdefault("connect_args", {})
+            connect_args["options"] = schema_options(schema, connect_args.get("options"))
+
+
+def schema_options(schema: str, options: str | None = None) -> str:
+    """libpq startup options that make `schema` the only one unqualified names resolve in.
+
+    Set when the connection opens, before any statement (and in every pooled connection, the
+    worker's LISTEN one included): every table, index and function the migrations create and
+    every query the code runs lands in the schema, and the other services' tables in public
+    are not even visible. pg_catalog is always searched first, so built-ins still resolve.
+    """
+    return " ".join(filter(None, [options, f"-c search_path={schema}"]))
 
 
 def cannot_connect(url: sa.URL, error: OperationalError) -> ConfigError:

@@ -18,6 +18,7 @@ from sqlalchemy.exc import OperationalError
 from tiketq.auth import new_api_key
 from tiketq.extensions import db
 from tiketq.gateway import Gateway, current_gateway
+from tiketq.legacy_cli import import_legacy
 from tiketq.outbound import Outbound, current_outbound
 from tiketq.payments import audit as invariants
 from tiketq.payments import background, notifications
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 
 cli = AppGroup("payments", help="Payment background jobs and keys.")
 cli.add_command(new_api_key)
+cli.add_command(import_legacy)
 
 
 def run_once(gateway: Gateway, outbound: Outbound, *, batch: int = 50) -> dict[str, int]:

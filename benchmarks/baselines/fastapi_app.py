@@ -20,8 +20,9 @@ from sqlalchemy import TextClause, create_engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from benchmarks.baselines import work
+from benchmarks.baselines.statements import SEARCH_PATH
 
-engine = create_engine(os.environ["DATABASE_URL"])
+engine = create_engine(os.environ["DATABASE_URL"], connect_args={"options": SEARCH_PATH})
 make_session = sessionmaker(bind=engine)
 app = FastAPI()
 

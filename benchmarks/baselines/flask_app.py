@@ -18,7 +18,7 @@ from psycopg2.extensions import connection as Connection
 from psycopg2.pool import ThreadedConnectionPool
 
 from benchmarks.baselines import work
-from benchmarks.baselines.statements import pyformat
+from benchmarks.baselines.statements import SEARCH_PATH, pyformat
 
 app = Flask(__name__)
 _pool: ThreadedConnectionPool | None = None
@@ -59,7 +59,7 @@ def _connections() -> ThreadedConnectionPool:
             # One connection per gunicorn thread, all kept open: psycopg2 closes any connection
             # returned beyond minconn.
             size = int(os.environ.get("GUNICORN_THREADS", "4"))
-            _pool = ThreadedConnectionPool(size, size, dsn)
+            _pool = ThreadedConnectionPool(size, size, dsn, options=SEARCH_PATH)
         return _pool
 
 

@@ -9,6 +9,10 @@ from __future__ import annotations
 import functools
 import re
 
+# The connection option that finds those tables where the service's migrations put them: in
+# its schema (DATABASE_SCHEMA's default), not in public.
+SEARCH_PATH = "-c search_path=payment"
+
 # Open and paid: an order has at most one attempt in these (uq_payments_order_id_counted).
 COUNTED = "('pending', 'processing', 'success', 'refunded')"
 OPEN = "('pending', 'processing')"
