@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 import threading
 import uuid
@@ -19,6 +21,7 @@ from werkzeug.serving import make_server
 from tiketq import create_app
 from tiketq.extensions import db
 from tiketq.gateway import simulator
+from tiketq.logs import handler
 
 # A database of this run's own (dropped afterwards), so that parallel runs never collide.
 TEST_DATABASE_URL = os.environ.get(
@@ -215,6 +218,20 @@ def _rollback_after_test(
             db.session = original
             transaction.rollback()
             connection.close()
+
+
+@pytest.fixture
+def log_text() -> Iterator[Any]:
+    """Every log line written while the test runs, through the service's JSON formatter."""
+    stream = io.StringIO()
+    root = logging.getLogger()
+    capture = handler(stream)
+    previous = root.level
+    root.addHandler(capture)
+    root.setLevel(logging.DEBUG)
+    yield stream.getvalue
+    root.removeHandler(capture)
+    root.setLevel(previous)
 
 
 @pytest.fixture

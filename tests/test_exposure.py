@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import io
 import json
 import logging
 import os
@@ -24,7 +23,7 @@ from tests.processes import Served
 from tests.test_make_run import READY_SECONDS, STOP_SECONDS, Run, free_port, wait_for_health
 from tiketq import create_app
 from tiketq.gateway import simulator
-from tiketq.logs import handler, redact
+from tiketq.logs import redact
 
 ROOT = Path(__file__).resolve().parent.parent
 # Keys shaped like the ones people really hold: token_urlsafe (what `payments api-key` makes),
@@ -38,20 +37,6 @@ METRICS_TOKEN = "metrics-token-7f3a9c1e"
 
 def hashed(name: str, key: str) -> str:
     return f"{name}=sha256:{hashlib.sha256(key.encode()).hexdigest()}"
-
-
-@pytest.fixture
-def log_lines():
-    """Every log line written while the test runs, through the service's JSON formatter."""
-    stream = io.StringIO()
-    root = logging.getLogger()
-    capture = handler(stream)
-    previous = root.level
-    root.addHandler(capture)
-    root.setLevel(logging.DEBUG)
-    yield lambda: stream.getvalue()
-    root.removeHandler(capture)
-    root.setLevel(previous)
 
 
 def listening_addresses(port: int) -> set[str]:
@@ -244,12 +229,12 @@ def keyed(database):
     [SERVER_KEY, "Mid-server-NotConfiguredAnywhere", CALLER_KEY, HASHED_CALLER_KEY, METRICS_TOKEN],
     ids=["server-key", "unconfigured-midtrans-key", "api-key", "hashed-api-key", "metrics-token"],
 )
-def test_a_secret_sent_as_request_id_is_replaced_never_echoed_nor_logged(keyed, log_lines, secret):
+def test_a_secret_sent_as_request_id_is_replaced_never_echoed_nor_logged(keyed, log_text, secret):
     response = keyed.test_client().get("/payments/order/ORD-X", headers={"X-Request-ID": secret})
     assert response.status_code == 401  # logs "refused API call" with the request id
     echoed = response.headers["X-Request-ID"]
     assert echoed != secret and secret not in echoed and len(echoed) == 32
-    text = log_lines()
+    text = log_text()
     assert "refused API call" in text and echoed in text
     assert secret not in text
 
@@ -286,7 +271,7 @@ def test_a_credential_in_a_logged_query_string_is_redacted_whatever_its_value(qu
     assert ("page=2" in cleaned) == ("page=2" in query)
 
 
-def test_a_configured_secret_is_redacted_wherever_it_appears_in_a_line(keyed, log_lines):
+def test_a_configured_secret_is_redacted_wherever_it_appears_in_a_line(keyed, log_text):
     logging.getLogger("tiketq.test").warning(
         "got %s and %s in /payments/%s and %s",
         CALLER_KEY,
@@ -294,7 +279,7 @@ def test_a_configured_secret_is_redacted_wherever_it_appears_in_a_line(keyed, lo
         HASHED_CALLER_KEY,
         PADDED_ADMIN_KEY.replace("=", "%3D"),
     )
-    text = log_lines()
+    text = log_text()
     for secret in (CALLER_KEY, METRICS_TOKEN, PADDED_ADMIN_KEY, PADDED_ADMIN_KEY.rstrip("=")):
         assert secret not in text
     # Only its hash is configured: a key nobody wrote down in plaintext cannot be looked for.
@@ -305,28 +290,28 @@ def test_a_configured_secret_is_redacted_wherever_it_appears_in_a_line(keyed, lo
     "setting",
     ["MIDTRANS_SERVER_KEY", "JWT_SECRET", "SECRET_KEY", "EVENT_SIGNING_SECRET", "METRICS_TOKEN"],
 )
-def test_every_configured_secret_setting_is_redacted_from_log_lines(database, log_lines, setting):
+def test_every_configured_secret_setting_is_redacted_from_log_text(database, log_text, setting):
     secret = f"configured/{setting.lower()}+4e1d9a="
     create_app(app_config(MIDTRANS_BASE_URL="http://127.0.0.1:9", **{setting: secret}))
     in_url = quote(secret, safe="")
     logging.getLogger("tiketq.test").error(
         "value %s, in a URL %s %s", secret, in_url, in_url.lower()
     )
-    text = log_lines()
+    text = log_text()
     assert secret not in text and in_url not in text and in_url.lower() not in text
 
 
-def test_the_sentry_dsn_is_redacted_from_log_lines(database, log_lines, monkeypatch):
+def test_the_sentry_dsn_is_redacted_from_log_text(database, log_text, monkeypatch):
     # A self-hosted Sentry by address: nothing about it looks like an e-mail address.
     dsn = "https://f00dfeedcafe4242@10.0.0.5:9000/4567"
     monkeypatch.setattr(sentry_sdk, "init", lambda **_: None)  # no real Sentry client in tests
     create_app(app_config(MIDTRANS_BASE_URL="http://127.0.0.1:9", SENTRY_DSN=dsn))
     logging.getLogger("tiketq.test").error("sending to %s", dsn)
-    assert "f00dfeedcafe4242" not in log_lines()
+    assert "f00dfeedcafe4242" not in log_text()
 
 
 def test_a_request_id_cannot_carry_a_configured_secret_into_the_logs_of_a_short_lived_app(
-    database, log_lines
+    database, log_text
 ):
     # JWT_SECRET shapes like a request id; it is learnt from the config, not from a pattern.
     secret = "jwt.secret.for-confirmations.2026"

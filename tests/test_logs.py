@@ -2,31 +2,22 @@
 
 from __future__ import annotations
 
-import io
 import json
-import logging
 
 import pytest
 
 from tests.conftest import SERVER_KEY
 from tests.midtrans import notification
 from tiketq import auth
-from tiketq.logs import handler, redact, scrub_event
+from tiketq.logs import redact, scrub_event
 
 ADMIN_KEY = "ops-admin-key-for-log-test"
 
 
 @pytest.fixture
-def log_lines():
-    stream = io.StringIO()
-    root = logging.getLogger()
-    capture = handler(stream)
-    previous = root.level
-    root.addHandler(capture)
-    root.setLevel(logging.DEBUG)
-    yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
-    root.removeHandler(capture)
-    root.setLevel(previous)
+def log_lines(log_text):
+    """Every log line written while the test runs, parsed."""
+    return lambda: [json.loads(line) for line in log_text().splitlines()]
 
 
 def test_a_whole_payment_leaves_no_secret_or_contact_detail_in_the_logs(
