@@ -17,9 +17,10 @@ from tiketq.extensions import db
 from tiketq.payments.errors import InvalidTransition
 from tiketq.payments.schedule import next_check
 from tiketq.payments.status import (
+    BODY_PURGED_OUTCOMES,
     OPEN,
     PAID,
-    REJECTED_OUTCOMES,
+    UNAPPLIED_OUTCOMES,
     NotificationOutcome,
     PaymentStatus,
     can_transition,
@@ -70,6 +71,12 @@ _status_type = sa.Enum(
 )
 
 _COUNTED = ", ".join(f"'{s.value}'" for s in sorted(OPEN | PAID))
+_OPEN = "status IN ({})".format(", ".join(f"'{s.value}'" for s in sorted(OPEN)))
+
+
+def _partial(name: str, *columns: str, where: str) -> sa.Index:
+    """An index on the rows `where` holds for, alike on PostgreSQL and SQLite."""
+    return sa.Index(name, *columns, postgresql_where=sa.text(where), sqlite_where=sa.text(where))
 
 
 class Payment(db.Model):
@@ -89,11 +96,14 @@ class Payment(db.Model):
         sa.CheckConstraint(
             "refunded_amount >= 0 AND refunded_amount <= amount", name="refund_bounds"
         ),
-        sa.Index(
-            "ix_payments_check_due",
-            "next_check_at",
-            postgresql_where=sa.text("next_check_at IS NOT NULL"),
-            sqlite_where=sa.text("next_check_at IS NOT NULL"),
+        _partial("ix_payments_check_due", "next_check_at", where="next_check_at IS NOT NULL"),
+        # The open and the flagged are few whatever the history: the stuck list, the expiry
+        # claim and the review list read only them.
+        _partial("ix_payments_open_created", "created_at", where=_OPEN),
+        _partial("ix_payments_open_expiry", "expires_at", where=_OPEN),
+        _partial("ix_payments_review", "updated_at", where="needs_review"),
+        _partial(
+            "ix_payments_last_checked", "last_checked_at", where="last_checked_at IS NOT NULL"
         ),
     )
 
@@ -127,8 +137,11 @@ class Payment(db.Model):
     last_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     idempotency_key: Mapped[str | None] = mapped_column(sa.String(255), unique=True)
     request_fingerprint: Mapped[str] = mapped_column(sa.String(64))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    # Indexed for the dashboard's day and the incremental audit: both read a recent range.
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    updated_at: Mapped[datetime] = mapped_column(
+        UTCDateTime, default=utcnow, onupdate=utcnow, index=True
+    )
 
     events: Mapped[list[PaymentEvent]] = relationship(
         back_populates="payment", order_by="PaymentEvent.id", cascade="all, delete-orphan"
@@ -222,10 +235,19 @@ class Payment(db.Model):
             self.next_check_at = None
 
 
+# A payment turning success, not a note on one already paid.
+_NEW_SUCCESS = "to_status = 'success' AND (from_status IS NULL OR from_status <> 'success')"
+
+
 class PaymentEvent(db.Model):
     """An append-only record of one status change of a payment."""
 
     __tablename__ = "payment_events"
+    __table_args__ = (
+        # The latest reconcile change and the latest success, found at the end of small indexes.
+        _partial("ix_payment_events_reconcile", "created_at", where="source = 'reconcile'"),
+        _partial("ix_payment_events_success", "id", where=_NEW_SUCCESS),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     payment_id: Mapped[uuid.UUID] = mapped_column(
@@ -244,9 +266,14 @@ class PaymentEvent(db.Model):
     payment: Mapped[Payment] = relationship(back_populates="events")
 
 
-# Rows the worker still has to apply (or retry), and rows refused at the door.
+# Rows the worker still has to apply (or retry); rows that changed nothing (refused at the door,
+# for no known order yet, or failing), which the ops page lists and the purge deletes; applied
+# rows whose raw body the purge has still to drop.
 _WAITING = "outcome IN ('received', 'failed') AND next_attempt_at IS NOT NULL"
-_REJECTED = "outcome IN ({})".format(", ".join(f"'{o.value}'" for o in REJECTED_OUTCOMES))
+_UNAPPLIED = "outcome IN ({})".format(", ".join(f"'{o.value}'" for o in UNAPPLIED_OUTCOMES))
+_BODY_KEPT = "body_dropped_at IS NULL AND outcome IN ({})".format(
+    ", ".join(f"'{o.value}'" for o in BODY_PURGED_OUTCOMES)
+)
 
 
 class Notification(db.Model):
@@ -255,7 +282,8 @@ class Notification(db.Model):
     __tablename__ = "notifications"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Emptied by the purge after NOTIFICATION_BODY_RETENTION_DAYS; body_sha256 says what it was.
     raw_body: Mapped[str] = mapped_column(sa.Text)
     order_id: Mapped[str | None] = mapped_column(sa.String(64), index=True)
     transaction_status: Mapped[str | None] = mapped_column(sa.String(32))
@@ -277,20 +305,12 @@ class Notification(db.Model):
     # A refused body is stored truncated; these say what it was.
     body_length: Mapped[int | None]
     body_sha256: Mapped[str | None] = mapped_column(sa.String(64))
+    body_dropped_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (
-        sa.Index(
-            "ix_notifications_waiting",
-            "next_attempt_at",
-            postgresql_where=sa.text(_WAITING),
-            sqlite_where=sa.text(_WAITING),
-        ),
-        sa.Index(
-            "ix_notifications_rejected",
-            "received_at",
-            postgresql_where=sa.text(_REJECTED),
-            sqlite_where=sa.text(_REJECTED),
-        ),
+        _partial("ix_notifications_waiting", "next_attempt_at", where=_WAITING),
+        _partial("ix_notifications_unapplied", "received_at", where=_UNAPPLIED),
+        _partial("ix_notifications_body_kept", "received_at", where=_BODY_KEPT),
     )
 
 
@@ -301,6 +321,12 @@ class OutboxMessage(db.Model):
     __table_args__ = (
         # One message per payment and event: a replayed notification cannot confirm twice.
         sa.UniqueConstraint("payment_id", "event_type", name="uq_outbox_payment_event"),
+        _partial("ix_outbox_undispatched", "id", where="dispatched_at IS NULL"),
+        _partial(
+            "ix_outbox_payload_kept",
+            "dispatched_at",
+            where="dispatched_at IS NOT NULL AND payload_dropped_at IS NULL",
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -310,7 +336,10 @@ class OutboxMessage(db.Model):
     payload: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # Set once the worker has made a delivery for each destination of the message.
-    dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The payload is emptied once every delivery went out OUTBOX_RETENTION_DAYS ago; the row
+    # stays, so that the payment's confirmation is still known to have been sent.
+    payload_dropped_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     deliveries: Mapped[list[Delivery]] = relationship(back_populates="message")
 
@@ -329,6 +358,10 @@ class Delivery(db.Model):
     __tablename__ = "deliveries"
     __table_args__ = (
         sa.UniqueConstraint("message_id", "destination", name="uq_deliveries_message"),
+        # Pending ones are due work; dead ones wait for a person; delivered ones for the purge.
+        _partial("ix_deliveries_due", "next_attempt_at", where="status = 'pending'"),
+        _partial("ix_deliveries_dead", "created_at", where="status = 'dead'"),
+        _partial("ix_deliveries_delivered", "delivered_at", where="status = 'delivered'"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -344,14 +377,6 @@ class Delivery(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     message: Mapped[OutboxMessage] = relationship(back_populates="deliveries")
-
-
-sa.Index(
-    "ix_deliveries_due",
-    Delivery.next_attempt_at,
-    postgresql_where=sa.text("status = 'pending'"),
-    sqlite_where=sa.text("status = 'pending'"),
-)
 
 
 class Refund(db.Model):
@@ -371,7 +396,10 @@ class Refund(db.Model):
     status: Mapped[str] = mapped_column(sa.String(20), default="requested")
     gateway_response: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    # What changed since the last audit.
+    updated_at: Mapped[datetime] = mapped_column(
+        UTCDateTime, default=utcnow, onupdate=utcnow, index=True
+    )
 
 
 class WorkerHeartbeat(db.Model):
@@ -384,6 +412,22 @@ class WorkerHeartbeat(db.Model):
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     beat_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     last_round: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
+
+
+class MaintenanceRun(db.Model):
+    """One pass of a maintenance job (audit, purge): when it ran, and what it found or did."""
+
+    __tablename__ = "maintenance_runs"
+    __table_args__ = (sa.Index("ix_maintenance_runs_job", "job", "started_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    # "audit" (what changed since the last clean one), "audit-full", "purge".
+    job: Mapped[str] = mapped_column(sa.String(20))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # None while the pass is under way (a purge spread over worker rounds), or if it was cut off.
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # What the pass looked at and found: rows checked, violations, rows purged by kind...
+    summary: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
 
 
 def append_row(table: sa.Table, row: dict[str, Any]) -> None:

@@ -15,7 +15,6 @@ from tiketq.payments.models import (
     Delivery,
     DeliveryStatus,
     Notification,
-    NotificationOutcome,
     OutboxMessage,
     Payment,
     PaymentEvent,
@@ -25,8 +24,8 @@ from tiketq.payments.models import (
 from tiketq.payments.status import (
     OPEN,
     PAID,
-    REJECTED_OUTCOMES,
     REVIEW_REASONS,
+    UNAPPLIED_OUTCOMES,
     PaymentStatus,
     StatusDetail,
 )
@@ -78,13 +77,6 @@ def counted_attempt(order_id: str, *, lock: bool = False) -> Payment | None:
 
 
 # The ops page: what is stuck, what failed, what needs a person.
-
-# Notifications that changed nothing: refused at the door, for no known order, or failing.
-UNAPPLIED_OUTCOMES = (
-    *REJECTED_OUTCOMES,
-    NotificationOutcome.UNKNOWN_ORDER,
-    NotificationOutcome.FAILED,
-)
 
 
 @dataclass(frozen=True)

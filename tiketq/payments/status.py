@@ -82,6 +82,15 @@ REJECTED_OUTCOMES = (
     NotificationOutcome.STATUS_MISMATCH,
     NotificationOutcome.MALFORMED,
 )
+# Notifications that changed nothing: refused at the door, for no known order, or failing.
+UNAPPLIED_OUTCOMES = (
+    *REJECTED_OUTCOMES,
+    NotificationOutcome.UNKNOWN_ORDER,
+    NotificationOutcome.FAILED,
+)
+# Settled notifications whose raw body is dropped after NOTIFICATION_BODY_RETENTION_DAYS: the
+# payment's events and the parsed fields keep what they changed.
+BODY_PURGED_OUTCOMES = (NotificationOutcome.APPLIED, NotificationOutcome.DUPLICATE)
 
 
 _UNPAID_ENDS = frozenset({PaymentStatus.FAILED, PaymentStatus.CANCELED, PaymentStatus.EXPIRED})
