@@ -184,6 +184,10 @@ def stuck_payments(created_before: datetime, *, limit: int = 50) -> tuple[int, l
     return count or 0, list(oldest)
 
 
+# The bare column, as ix_payments_review's condition reads: "IS true" would not match it.
+_FLAGGED: sa.ColumnElement[bool] = Payment.needs_review
+
+
 def _open_reasons() -> sa.Select[tuple[uuid.UUID, str]]:
     """(payment id, reason) of each flagged payment, from its events since its last resolution."""
     resolution = orm.aliased(PaymentEvent)
@@ -199,7 +203,7 @@ def _open_reasons() -> sa.Select[tuple[uuid.UUID, str]]:
         sa.select(PaymentEvent.payment_id, PaymentEvent.status_detail)
         .join(Payment, Payment.id == PaymentEvent.payment_id)
         .where(
-            Payment.needs_review.is_(True),
+            _FLAGGED,
             PaymentEvent.status_detail.in_(REVIEW_REASONS),
             # Reasons resolved before are not the open review's, if the payment is flagged again.
             PaymentEvent.id > sa.func.coalesce(last_resolved, 0),
@@ -220,7 +224,7 @@ def open_review_reasons(payment_id: uuid.UUID) -> list[str]:
 
 def payments_to_review(*, limit: int = 50) -> ReviewList:
     """Payments with an open review: how many in all and per reason, and the latest of them."""
-    flagged = Payment.needs_review.is_(True)
+    flagged = _FLAGGED
     reasons = _open_reasons().subquery()
     counts: dict[str, int] = {
         reason: count
