@@ -19,7 +19,7 @@ from tests.midtrans import apply_inbox, deliver, notification, settle, sign
 from tests.payments import poison
 from tiketq.extensions import db
 from tiketq.gateway import current_gateway
-from tiketq.payments import notifications
+from tiketq.payments import notifications, retention
 from tiketq.payments.models import Notification, OutboxMessage, Payment, PaymentEvent, utcnow
 
 AMOUNT = 150_000
@@ -481,10 +481,9 @@ def test_refused_notifications_are_purged_after_their_retention(client, payment)
     send(client, {**notification(payment.gateway_order_id, "settlement"), "signature_key": "x"})
     send(client, notification(payment.gateway_order_id, "settlement"))
 
-    assert notifications.purge_rejected(retention=timedelta(days=7)) == 0
-    purged = notifications.purge_rejected(
-        retention=timedelta(days=7), now=utcnow() + timedelta(days=8)
-    )
+    now = utcnow()
+    assert retention.purge_batch("rejected", now - timedelta(days=7), now=now) == 0
+    purged = retention.purge_batch("rejected", now + timedelta(days=1), now=now)
 
     assert purged == 1
     assert [row.outcome for row in inbox()] == ["received"]

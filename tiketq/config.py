@@ -31,6 +31,16 @@ DEFAULT_DATABASE_SCHEMA = "payment"
 # Lower case only: PostgreSQL folds unquoted names, so the schema reads the same everywhere.
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
+# The purge's retention settings and their defaults, in days.
+RETENTION_DAYS = {
+    "REJECTED_RETENTION_DAYS": 7.0,
+    "NOTIFICATION_BODY_RETENTION_DAYS": 90.0,
+    "OUTBOX_RETENTION_DAYS": 90.0,
+    "HEARTBEAT_RETENTION_DAYS": 7.0,
+}
+# A retention beyond this is a typo, and one beyond the calendar would stop every purge.
+_MAX_RETENTION_DAYS = 36_500
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -215,7 +225,9 @@ def from_environ(env: Mapping[str, str], instance_path: str) -> dict[str, Any]:
         "WORKER_INBOX_POLL": _float(env, "WORKER_INBOX_POLL", 1.0),
         # Orders applied at once: each mostly waits for Midtrans's status answer.
         "WORKER_INBOX_THREADS": _int(env, "WORKER_INBOX_THREADS", 4),
-        "REJECTED_RETENTION_DAYS": _float(env, "REJECTED_RETENTION_DAYS", 7.0),
+        # Days the daily purge keeps refused notifications, applied notifications' raw bodies
+        # (their parsed fields stay), delivered deliveries and sent payloads, silent workers.
+        **{name: _float(env, name, days) for name, days in RETENTION_DAYS.items()},
         "MAX_CONTENT_LENGTH": _int(env, "MAX_CONTENT_LENGTH", 64 * 1024),
         # Production publishes the API's shape only when asked to.
         "DOCS_ENABLED": _flag(env, "DOCS_ENABLED")
@@ -287,6 +299,7 @@ def validate(config: Mapping[str, Any]) -> None:
     if config.get("PROXY_FIX_HOPS", 0) < 0:
         raise ConfigError("PROXY_FIX_HOPS must be 0 (no proxy) or the number of proxies in front")
     _validate_ops(config)
+    _validate_retention(config)
     if config.get("EVENT_SUBSCRIBER_URLS") and not config.get("EVENT_SIGNING_SECRET"):
         raise ConfigError("EVENT_SUBSCRIBER_URLS needs EVENT_SIGNING_SECRET to sign the events")
     if not config.get("MIDTRANS_IS_PRODUCTION") and (not server_key or not client_key):
@@ -405,6 +418,17 @@ def _validate_ops(config: Mapping[str, Any]) -> None:
     ):
         if config.get(name, default) <= 0:
             raise ConfigError(f"{name} must be greater than 0")
+
+
+def _validate_retention(config: Mapping[str, Any]) -> None:
+    for name, default in RETENTION_DAYS.items():
+        days = config.get(name, default)
+        # Also refuses NaN, which compares false with everything.
+        if not 0 < days <= _MAX_RETENTION_DAYS:
+            raise ConfigError(
+                f"{name}={days:g}: set the days the purge keeps those rows, "
+                f"greater than 0 (at most {_MAX_RETENTION_DAYS}); default {default:g}"
+            )
 
 
 def snap_js_url(config: Mapping[str, Any]) -> str:

@@ -43,7 +43,7 @@ from tiketq.payments.models import (
     utcnow,
     work_failed,
 )
-from tiketq.payments.status import REJECTED_OUTCOMES, NotificationOutcome, PaymentStatus
+from tiketq.payments.status import NotificationOutcome, PaymentStatus
 
 log = logging.getLogger(__name__)
 
@@ -421,23 +421,6 @@ def announce(payment: Payment, event_type: str | None = None) -> None:
             },
         },
     )
-
-
-def purge_rejected(*, retention: timedelta, now: datetime | None = None, limit: int = 1000) -> int:
-    """Delete refused notifications older than `retention`; returns how many went."""
-    now = now or utcnow()
-    doomed = (
-        sa.select(Notification.id)
-        .where(
-            Notification.outcome.in_([o.value for o in REJECTED_OUTCOMES]),
-            Notification.received_at < now - retention,
-        )
-        .limit(limit)
-        .scalar_subquery()
-    )
-    deleted = db.session.execute(sa.delete(Notification).where(Notification.id.in_(doomed)))
-    db.session.commit()
-    return deleted.rowcount or 0
 
 
 # Built once: constructing a statement costs more than running a cached one.
