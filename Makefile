@@ -31,7 +31,7 @@ run: $(VENV)/.runtime
 
 # The simulator as its own process, for MIDTRANS_SIMULATOR=true MIDTRANS_BASE_URL=http://127.0.0.1:8004.
 simulator: $(VENV)/.runtime
-	$(BIN)/python -m tiketq.gateway.simulator --port 8004 --notification-url http://127.0.0.1:$(PORT)/payments/webhook
+	$(BIN)/python -m midtrans_simulator --port 8004 --notification-url http://127.0.0.1:$(PORT)/payments/webhook
 
 test: $(VENV)/.dev
 	$(BIN)/pytest $(PYTEST_ARGS)

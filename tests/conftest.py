@@ -18,9 +18,9 @@ from flask import Flask
 from flask_migrate import upgrade
 from werkzeug.serving import make_server
 
+import midtrans_simulator as simulator
 from tiketq import create_app
 from tiketq.extensions import db
-from tiketq.gateway import simulator
 from tiketq.logs import handler
 
 # A database of this run's own (dropped afterwards), so that parallel runs never collide.

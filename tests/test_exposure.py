@@ -18,11 +18,11 @@ import pytest
 import requests
 import sentry_sdk
 
+import midtrans_simulator as simulator
 from tests.conftest import SERVER_KEY, app_config
 from tests.processes import Served
 from tests.test_make_run import READY_SECONDS, STOP_SECONDS, Run, free_port, wait_for_health
 from tiketq import create_app
-from tiketq.gateway import simulator
 from tiketq.logs import redact
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -18,11 +18,13 @@ from werkzeug.security import generate_password_hash
 from tests.conftest import CLIENT_KEY, SERVER_KEY, Simulator
 from tests.midtrans import notification
 from tests.payments import poison
-from tiketq.checkout.formats import WIB
 from tiketq.config import ConfigError, from_environ, validate
 from tiketq.extensions import db
+from tiketq.formats import WIB
 from tiketq.gateway import CheckoutRequest, current_gateway
-from tiketq.payments import background, notifications
+from tiketq.ops import accounts, charts, environment, limiter, views
+from tiketq.ops.sessions import StaffSession
+from tiketq.payments import heartbeats, notifications
 from tiketq.payments.models import (
     Delivery,
     DeliveryStatus,
@@ -35,8 +37,6 @@ from tiketq.payments.models import (
 )
 from tiketq.payments.notifications import receive_notification
 from tiketq.payments.status import PaymentStatus
-from tiketq.staff import accounts, charts, environment, limiter, views
-from tiketq.staff.sessions import StaffSession
 
 PASSWORD = "correct horse battery staple"
 # A cheap hash keeps the tests fast; `flask payments ops-user` makes the real (scrypt) ones.
@@ -245,8 +245,8 @@ def seed(now: datetime) -> dict[str, Payment]:
     ]
     db.session.commit()
     rounds = {"applied": 0, "reconciled": 3, "expired": 1, "dispatched": 2, "delivered": 4}
-    background.record_heartbeat("worker-a:101", rounds, now=now - timedelta(seconds=10))
-    background.record_heartbeat("worker-old:7", rounds, now=now - timedelta(hours=2))
+    heartbeats.record_heartbeat("worker-a:101", rounds, now=now - timedelta(seconds=10))
+    heartbeats.record_heartbeat("worker-old:7", rounds, now=now - timedelta(hours=2))
     return p
 
 
@@ -815,8 +815,8 @@ def test_resend_of_an_unknown_delivery_is_a_404(client):
 
 
 def test_a_heartbeat_keeps_its_start_and_moves_its_beat(client):
-    background.record_heartbeat("host:1", {"reconciled": 1}, now=wib(14, 0))
-    background.record_heartbeat("host:1", {"reconciled": 2}, now=wib(14, 1))
+    heartbeats.record_heartbeat("host:1", {"reconciled": 1}, now=wib(14, 0))
+    heartbeats.record_heartbeat("host:1", {"reconciled": 2}, now=wib(14, 1))
     beat = db.session.get(WorkerHeartbeat, "host:1")
     assert (beat.started_at, beat.beat_at) == (wib(14, 0), wib(14, 1))
     assert beat.last_round == {"reconciled": 2}

@@ -19,9 +19,9 @@ from tiketq import create_app
 from tiketq.extensions import db
 from tiketq.gateway import current_gateway
 from tiketq.metrics import DatabaseCollector
+from tiketq.ops import widgets
 from tiketq.outbound import current_outbound
-from tiketq.payments import background, notifications, queries
-from tiketq.staff import widgets
+from tiketq.payments import notifications, outbox, queries, reconcile
 
 PLANS_DATABASE_URL = f"postgresql+psycopg2://postgres@127.0.0.1:5432/tiketq_plans_{os.getpid()}"
 # The tables that grow with every payment; a sequential scan of any of them grows with it.
@@ -192,11 +192,11 @@ def _payment_pages() -> None:
         ("metrics scrape", lambda app: list(DatabaseCollector().collect())),
         (
             "reconcile claim",
-            lambda app: background.reconcile_due(current_gateway(), now=LONG_AGO),
+            lambda app: reconcile.reconcile_due(current_gateway(), now=LONG_AGO),
         ),
-        ("expiry claim", lambda app: background.expire_overdue(current_gateway(), now=LONG_AGO)),
-        ("outbox dispatch claim", lambda app: background.dispatch_outbox(current_outbound())),
-        ("delivery claim", lambda app: background.deliver_due(current_outbound(), now=LONG_AGO)),
+        ("expiry claim", lambda app: reconcile.expire_overdue(current_gateway(), now=LONG_AGO)),
+        ("outbox dispatch claim", lambda app: outbox.dispatch_outbox(current_outbound())),
+        ("delivery claim", lambda app: outbox.deliver_due(current_outbound(), now=LONG_AGO)),
         (
             "inbox claim",
             lambda app: notifications.apply_waiting(current_gateway(), now=LONG_AGO),

@@ -24,9 +24,9 @@ from werkzeug.security import generate_password_hash
 from tests.processes import READY_SECONDS, Served
 from tests.test_ops_page import PASSWORD, STAFF, csrf_token, log_in
 from tiketq.extensions import db
+from tiketq.ops import accounts, limiter
+from tiketq.ops.sessions import StaffSession
 from tiketq.payments.models import utcnow
-from tiketq.staff import accounts, limiter
-from tiketq.staff.sessions import StaffSession
 
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 NEW_STAFF = "alice:" + generate_password_hash("another long password", method="pbkdf2:sha256:1000")

@@ -20,12 +20,12 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         docs,
         errors,
         gateway,
+        health,
         logs,
         metrics,
         ops,
         outbound,
         security,
-        staff,
         webhooks,
         worker,
     )
@@ -52,9 +52,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     gateway.init_app(app)
     outbound.init_app(app)
     auth.init_app(app)
-    for blueprint in (api.bp, webhooks.bp, ops.bp, docs.bp, checkout.bp):
+    for blueprint in (api.bp, webhooks.bp, health.bp, docs.bp, checkout.bp):
         app.register_blueprint(blueprint)
-    staff.init_app(app)
+    ops.init_app(app)
     # Pages name details as the code does, so a renamed one cannot silently stop matching.
     app.jinja_env.globals["StatusDetail"] = StatusDetail
     app.session_interface = PageSessionInterface([api.bp.url_prefix, "/webhook/"])

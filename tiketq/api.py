@@ -22,7 +22,7 @@ from tiketq.gateway import (
     GatewayTimeout,
     current_gateway,
 )
-from tiketq.payments import background, queries, service
+from tiketq.payments import queries, reconcile, service
 from tiketq.payments.errors import (
     IdempotencyKeyReused,
     InvalidOrder,
@@ -160,7 +160,7 @@ def get_payment(payment_id: str) -> Response:
 def get_payment_status(payment_id: str) -> Response:
     """Read one payment's status, asking Midtrans first if it is open and not checked lately."""
     payment = queries.get_payment(payment_id)
-    refreshed = background.refresh_if_stale(
+    refreshed = reconcile.refresh_if_stale(
         payment.id,
         current_gateway(),
         min_interval=timedelta(seconds=current_app.config["STATUS_REFRESH_SECONDS"]),

@@ -19,10 +19,10 @@ from tests.test_ops_actions import refunded_at_midtrans
 from tests.test_ops_page import STAFF
 from tiketq.extensions import db
 from tiketq.gateway import current_gateway
+from tiketq.ops import limiter
 from tiketq.payments import notifications
 from tiketq.payments.models import Payment, Refund
 from tiketq.payments.status import PaymentStatus, StatusDetail
-from tiketq.staff import limiter
 
 
 @dataclass

@@ -13,8 +13,8 @@ from tests.browser.conftest import Tab
 from tests.conftest import serve_in_thread
 from tests.test_ops_page import PASSWORD, STAFF, seed
 from tiketq.extensions import db
+from tiketq.ops import limiter
 from tiketq.payments.models import utcnow
-from tiketq.staff import limiter
 
 DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 

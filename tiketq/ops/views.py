@@ -22,18 +22,18 @@ from flask import (
 from flask_wtf import FlaskForm
 from werkzeug.exceptions import HTTPException
 
-from tiketq.checkout.formats import rupiah
+from tiketq.formats import rupiah, wib
 from tiketq.gateway import GatewayError, GatewayTimeout, GatewayUnavailable
 from tiketq.metrics import AUTH_FAILURES
-from tiketq.payments import background, queries, rules
+from tiketq.ops import accounts, actions, display, environment, throttle, widgets
+from tiketq.ops.forms import ActionForm, CancelForm, LoginForm, RefundForm, ResolveForm
+from tiketq.payments import outbox, queries, rules
 from tiketq.payments.errors import PaymentError, PaymentNotFound
 from tiketq.payments.models import Payment, utcnow
-from tiketq.staff import accounts, actions, display, environment, throttle, widgets
-from tiketq.staff.forms import ActionForm, CancelForm, LoginForm, RefundForm, ResolveForm
 
 log = logging.getLogger(__name__)
 
-bp = Blueprint("staff", __name__, url_prefix="/ops")
+bp = Blueprint("ops", __name__, url_prefix="/ops")
 
 SEARCH_MAX_LENGTH = 64
 FORM_EXPIRED = "The form expired; go back, reload the page and try again."
@@ -49,7 +49,7 @@ def _safe_next(target: str | None) -> str:
 
 @bp.before_request
 def _require_staff() -> Any:
-    if request.endpoint == "staff.login":
+    if request.endpoint == "ops.login":
         return None
     g.staff = accounts.signed_in(current_app.config)
     if g.staff is None:
@@ -66,7 +66,7 @@ def _page_helpers() -> dict[str, Any]:
         "staff": g.get("staff"),
         "action_form": ActionForm(formdata=None),
         "rupiah": rupiah,
-        "wib": display.wib,
+        "wib": wib,
         "percent": display.percent,
         "customer_label": display.customer_label,
     }
@@ -157,7 +157,7 @@ def resend(delivery_id: int) -> Response:
     form = ActionForm()
     if not form.validate_on_submit():
         abort(400, "The form expired; go back, reload the page and try again.")
-    delivery = background.resend(delivery_id)
+    delivery = outbox.resend(delivery_id)
     if delivery is None:
         abort(404, f"There is no delivery {delivery_id}.")
     log.info("delivery resent", extra={"delivery_id": delivery_id, "staff": g.staff.name})

@@ -10,7 +10,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from tiketq.extensions import db
 
-bp = Blueprint("ops", __name__)
+bp = Blueprint("health", __name__)
 
 
 @bp.get("/health")

@@ -17,8 +17,8 @@ import requests
 from flask import Flask
 from werkzeug.serving import make_server
 
+from midtrans_simulator import create_app, init_app
 from tests.conftest import SERVER_KEY as CONFTEST_SERVER_KEY
-from tiketq.gateway.simulator import create_app, init_app
 
 SERVER_KEY = "SB-Mid-server-TEST"
 UNAUTHORIZED_SNAP = {
