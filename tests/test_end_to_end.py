@@ -12,11 +12,12 @@ import pytest
 import requests
 import sqlalchemy as sa
 
+import midtrans_simulator as simulator
 from tests.conftest import SERVER_KEY, Simulator, serve_in_thread
 from tests.inbox_worker import inbox_worker
 from tests.receiver import Receiver, start_receiver
 from tiketq.extensions import db
-from tiketq.gateway import EXTENSION_KEY, current_gateway, simulator
+from tiketq.gateway import EXTENSION_KEY, current_gateway
 from tiketq.gateway.midtrans import MidtransGateway
 from tiketq.outbound import current_outbound
 from tiketq.payments.models import Notification, Payment, utcnow

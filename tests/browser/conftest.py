@@ -12,9 +12,10 @@ import requests
 from flask import Flask
 from playwright.sync_api import Browser, Page, sync_playwright
 
+import midtrans_simulator as simulator
 from tests.conftest import CLIENT_KEY, SERVER_KEY, Simulator, serve_in_thread
 from tests.inbox_worker import inbox_worker
-from tiketq.gateway import EXTENSION_KEY, simulator
+from tiketq.gateway import EXTENSION_KEY
 from tiketq.gateway.midtrans import MidtransGateway
 
 # .ci/run installs Debian's chromium; Playwright's own browser download is never used.
