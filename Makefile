@@ -9,7 +9,7 @@ export PORT
 
 BIN := $(VENV)/bin
 
-.PHONY: run test simulator lint clean bench bench-growth drills
+.PHONY: run test test-fast simulator lint clean bench bench-growth drills
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ simulator: $(VENV)/.runtime
 test: $(VENV)/.dev
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# The quick tier while working: no browser, drill or slow tests (pyproject.toml's markers).
+test-fast: $(VENV)/.dev
+	$(BIN)/pytest -m "not browser and not drill and not slow" $(PYTEST_ARGS)
+
 # The load benchmarks and the fault drills (README: "Load benchmarks", "Fault drills"); they need
 # PostgreSQL on 127.0.0.1:5432 and wrk. Each drill runs even if one before it failed.
 bench: $(VENV)/.dev
@@ -56,6 +60,7 @@ drills: $(VENV)/.dev
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/hadolint Dockerfile
 
 clean:

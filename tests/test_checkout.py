@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 from markupsafe import escape
 
-from tests.conftest import SERVER_KEY
+from tests.support.config import SERVER_KEY
 from tiketq.checkout.display import first_word, mask_email, mask_phone
 from tiketq.config import ConfigError, from_environ, instance_secret_key, snap_js_url, validate
 from tiketq.extensions import db

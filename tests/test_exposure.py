@@ -19,8 +19,8 @@ import requests
 import sentry_sdk
 
 import midtrans_simulator as simulator
-from tests.conftest import SERVER_KEY, app_config
-from tests.processes import Served
+from tests.support.config import SERVER_KEY, app_config
+from tests.support.processes import Served
 from tests.test_make_run import READY_SECONDS, STOP_SECONDS, Run, free_port, wait_for_health
 from tiketq import create_app
 from tiketq.logs import redact
@@ -61,6 +61,7 @@ def listening_addresses(port: int) -> set[str]:
 # --- binding ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_make_run_listens_on_loopback_only(tmp_path):
     port = free_port()
     run = Run(tmp_path, port)
@@ -346,6 +347,7 @@ class Gunicorn(Served):
         super().__init__([gunicorn, "--config", "gunicorn.conf.py", "wsgi:app"], environ)
 
 
+@pytest.mark.slow
 def test_gunicorn_logs_no_key_sent_as_request_id_or_in_a_query_string(tmp_path):
     port = free_port()
     server_key = "SB-Mid-server-ExposureTest42"

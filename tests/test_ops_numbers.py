@@ -14,7 +14,8 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.test_ops_page import NOW, STAFF, log_in, text_of
+from tests.support.staff import STAFF, log_in
+from tests.test_ops_page import NOW, text_of
 from tiketq import metrics
 from tiketq.extensions import db
 from tiketq.ops import display, limiter, views
@@ -359,6 +360,7 @@ ALERT_CASES: list[tuple[dict[str, str], str, str, bool]] = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(PROMTOOL is None, reason="promtool missing: apt-get install -y prometheus")
 def test_the_alerts_fire_when_they_should(tmp_path):
     tests = tmp_path / "alerts_test.yml"

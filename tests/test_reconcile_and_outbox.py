@@ -11,9 +11,9 @@ import jwt
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import CONFIRMATION_SECRET
-from tests.midtrans import notification
-from tests.payments import open_payment
+from tests.support.config import CONFIRMATION_SECRET
+from tests.support.midtrans import notification
+from tests.support.payments import open_payment
 from tiketq.extensions import db
 from tiketq.gateway import current_gateway
 from tiketq.outbound import current_outbound
@@ -21,6 +21,9 @@ from tiketq.payments import notifications, outbox, reconcile
 from tiketq.payments.models import Delivery, Notification, Payment, utcnow
 from tiketq.payments.schedule import DELIVERY_DELAYS, MAX_DELIVERY_ATTEMPTS
 from tiketq.worker import run_once
+
+# Every test runs the worker's jobs on real commits, the tables truncated after it.
+pytestmark = pytest.mark.slow
 
 AMOUNT = 150_000
 

@@ -16,8 +16,8 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask, current_app
 
-from tests.midtrans import settle
-from tests.test_ops_page import STAFF, log_in
+from tests.support.midtrans import settle
+from tests.support.staff import STAFF, log_in
 from tiketq import worker
 from tiketq.config import ConfigError, from_environ, validate
 from tiketq.extensions import db
@@ -450,6 +450,7 @@ def explained(query: sa.Select[Any]) -> str:
     return "\n".join(row[0] for row in rows)
 
 
+@pytest.mark.slow
 def test_every_purge_candidate_query_reads_its_index_not_the_table(app):
     payments = [a_payment(f"X{n}") for n in range(100)]
     db.session.flush()

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import CLIENT_KEY, SERVER_KEY, TEST_DATABASE_URL
-from tests.midtrans import notification
-from tests.payments import open_payment, poison
+from tests.support.config import CLIENT_KEY, SERVER_KEY, TEST_DATABASE_URL
+from tests.support.midtrans import notification
+from tests.support.payments import open_payment, poison
 from tiketq import worker
 from tiketq.extensions import db
 from tiketq.gateway import current_gateway
@@ -34,6 +34,9 @@ from tiketq.payments.models import (
     work_failed,
 )
 from tiketq.wakeup import Wakeup
+
+# Every test runs worker rounds or a worker process on real commits.
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 # Generous for a busy 2-core machine; a quiet one needs a second or two for each.

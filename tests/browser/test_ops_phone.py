@@ -7,10 +7,10 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import PHONE, SARI, Tab
-from tests.browser.staff import sign_in
-from tests.conftest import serve_in_thread
-from tests.test_ops_page import STAFF, seed
+from tests.support.browser import PHONE, SARI, Tab, sign_in
+from tests.support.servers import serve_in_thread
+from tests.support.staff import STAFF
+from tests.test_ops_page import seed
 from tiketq.extensions import db
 from tiketq.ops import limiter
 from tiketq.payments import heartbeats

@@ -375,6 +375,7 @@ def test_retries_follow_midtrans_rules_for_the_answer(http, receiver, answer, at
     assert delivery["body"]["transaction_status"] == "settlement"
 
 
+@pytest.mark.slow
 def test_a_receiver_that_times_out_gets_five_retries(http, receiver):
     receiver.answer("/hook", HANG)
     create(http)

@@ -19,6 +19,7 @@ from flask import (
     url_for,
 )
 from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response as BaseResponse
 
 from tiketq import formats
 from tiketq.checkout import display, texts
@@ -49,7 +50,8 @@ def finish_url(payment_id: uuid.UUID) -> str:
 def _public(endpoint: str, **values: Any) -> str:
     # From configuration, never from the Host header: whoever sends the first create for an
     # order would otherwise choose where Snap sends every traveller of that order.
-    return current_app.config["PUBLIC_BASE_URL"] + url_for(endpoint, **values)
+    base: str = current_app.config["PUBLIC_BASE_URL"]
+    return base + url_for(endpoint, **values)
 
 
 @bp.before_request
@@ -137,7 +139,7 @@ def status(payment_id: str) -> Response:
 
 
 @bp.get("/checkout/<payment_id>/finish")
-def finish(payment_id: str) -> Response:
+def finish(payment_id: str) -> BaseResponse:
     """Take the traveller from Snap's finish, unfinish or error redirect back to TiketQ.
 
     Snap appends order_id, status_code and transaction_status; anyone can write those, so

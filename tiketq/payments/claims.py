@@ -19,7 +19,7 @@ from tiketq.payments.models import work_failed
 log = logging.getLogger(__name__)
 
 
-def claim_each(query: sa.Select, limit: int) -> Iterator[Any]:
+def claim_each(query: sa.Select[Any], limit: int) -> Iterator[Any]:
     """Yield up to `limit` rows, each locked alone; the caller commits each before the next.
 
     One row per claim: a commit releases every lock the transaction holds, so claiming a batch
@@ -39,7 +39,7 @@ def claim_each(query: sa.Select, limit: int) -> Iterator[Any]:
 
 def each_isolated(
     job: str,
-    query: sa.Select,
+    query: sa.Select[Any],
     limit: int,
     work: Callable[[Any], object],
     on_failure: Callable[[Any, Exception], None],

@@ -278,7 +278,8 @@ def _standing(carried: Carried) -> str | None:
     ).all()
     if not payments:
         return None
-    imports = db.session.scalars(
+    # Annotated: the Any in the column's type makes mypy miss select()'s overload for it.
+    imports: Iterable[dict[str, Any]] = db.session.scalars(
         sa.select(PaymentEvent.data).where(
             PaymentEvent.payment_id.in_(payments), PaymentEvent.source == SOURCE
         )
