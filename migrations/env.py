@@ -52,11 +52,11 @@ def get_metadata():
     return target_db.metadata
 
 
-# What a deployment from before DATABASE_SCHEMA (revisions 0001-0007) created in public: that
-# layout is frozen, every later migration runs in the schema.
+# Our tables, as a deployment from before DATABASE_SCHEMA (revisions 0001-0007) created them in
+# public, or one run with DATABASE_SCHEMA=public since: whichever of them exist move together.
 PUBLIC_LAYOUT_TABLES = (
     'alembic_version', 'payments', 'payment_events', 'notifications', 'outbox', 'refunds',
-    'deliveries', 'worker_heartbeats', 'staff_sessions',
+    'deliveries', 'worker_heartbeats', 'staff_sessions', 'maintenance_runs',
 )
 PUBLIC_LAYOUT_FUNCTIONS = ('notify_inbox()',)
 # Columns only our payments table has: the replaced service's payments has neither.

@@ -47,6 +47,7 @@ OUR_TABLES = {
     "deliveries",
     "worker_heartbeats",
     "staff_sessions",
+    "maintenance_runs",
 }
 # Settings of the test runner's environment that would point the worker somewhere else.
 CONFIGURING = ("DATABASE_", "POSTGRES_", "MIDTRANS_", "PROMETHEUS_", "WORKER_", "PG")
