@@ -40,14 +40,15 @@ test: $(VENV)/.dev
 test-fast: $(VENV)/.dev
 	$(BIN)/pytest -m "not browser and not drill and not slow" $(PYTEST_ARGS)
 
-# The load benchmarks and the fault drills (README: "Load benchmarks", "Fault drills"); they need
+# The load benchmarks and the fault drills (docs/benchmarks.md, docs/drills.md); they need
 # PostgreSQL on 127.0.0.1:5432 and wrk. Each drill runs even if one before it failed.
 bench: $(VENV)/.dev
 	$(BIN)/python -m benchmarks.webhook_load --drop
 	$(BIN)/python -m benchmarks.mixed_load --drop
 
-# The data growth benchmark (README: "Data growth"): the same operations at 10,000 and 1,000,000
-# payments of history, seeded into scratch databases (about 4 minutes and 8 GB for the larger);
+# The data growth benchmark (docs/benchmarks.md, "Data growth"): the same operations at 10,000
+# and 1,000,000 payments of history, seeded into scratch databases (about 4 minutes and 8 GB for
+# the larger);
 # they are dropped at the end unless GROWTH_ARGS="--keep" keeps them for the next run to re-use.
 bench-growth: $(VENV)/.dev
 	$(BIN)/python -m benchmarks.data_growth $(GROWTH_ARGS)
