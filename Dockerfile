@@ -1,6 +1,12 @@
 # TiketQ Payments: gunicorn serving wsgi:app. Migrations run as a separate step
 # (`flask --app wsgi db upgrade`), never inside the app.
-FROM python:3.11-slim-bookworm
+#
+# Two images from one base. `docker build .` gives the last stage, production: the service and
+# no Midtrans simulator, whose control API must never be reachable where money is taken, so it
+# needs MIDTRANS_SERVER_KEY and MIDTRANS_CLIENT_KEY and refuses to start without them.
+# `docker build --target dev .` adds the simulator, so that the local stack (docker-compose.yml)
+# runs without keys.
+FROM python:3.11-slim-bookworm AS base
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -31,3 +37,10 @@ HEALTHCHECK --interval=10s --timeout=3s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health' % os.environ['PORT'], timeout=2)"]
 
 CMD ["gunicorn", "--config", "gunicorn.conf.py", "wsgi:app"]
+
+# Root-owned like the service's code: the simulator keeps its state in instance/, not here.
+FROM base AS dev
+COPY midtrans_simulator ./midtrans_simulator
+
+# Last, so that a plain `docker build .` cannot ship the simulator; base already is the service.
+FROM base AS production

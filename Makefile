@@ -9,7 +9,7 @@ export PORT
 
 BIN := $(VENV)/bin
 
-.PHONY: run test simulator lint clean bench bench-growth drills
+.PHONY: run test test-fast simulator lint clean bench bench-growth drills
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -31,19 +31,24 @@ run: $(VENV)/.runtime
 
 # The simulator as its own process, for MIDTRANS_SIMULATOR=true MIDTRANS_BASE_URL=http://127.0.0.1:8004.
 simulator: $(VENV)/.runtime
-	$(BIN)/python -m tiketq.gateway.simulator --port 8004 --notification-url http://127.0.0.1:$(PORT)/payments/webhook
+	$(BIN)/python -m midtrans_simulator --port 8004 --notification-url http://127.0.0.1:$(PORT)/payments/webhook
 
 test: $(VENV)/.dev
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-# The load benchmarks and the fault drills (README: "Load benchmarks", "Fault drills"); they need
+# The quick tier while working: no browser, drill or slow tests (pyproject.toml's markers).
+test-fast: $(VENV)/.dev
+	$(BIN)/pytest -m "not browser and not drill and not slow" $(PYTEST_ARGS)
+
+# The load benchmarks and the fault drills (docs/benchmarks.md, docs/drills.md); they need
 # PostgreSQL on 127.0.0.1:5432 and wrk. Each drill runs even if one before it failed.
 bench: $(VENV)/.dev
 	$(BIN)/python -m benchmarks.webhook_load --drop
 	$(BIN)/python -m benchmarks.mixed_load --drop
 
-# The data growth benchmark (README: "Data growth"): the same operations at 10,000 and 1,000,000
-# payments of history, seeded into scratch databases (about 4 minutes and 8 GB for the larger);
+# The data growth benchmark (docs/benchmarks.md, "Data growth"): the same operations at 10,000
+# and 1,000,000 payments of history, seeded into scratch databases (about 4 minutes and 8 GB for
+# the larger);
 # they are dropped at the end unless GROWTH_ARGS="--keep" keeps them for the next run to re-use.
 bench-growth: $(VENV)/.dev
 	$(BIN)/python -m benchmarks.data_growth $(GROWTH_ARGS)
@@ -56,6 +61,7 @@ drills: $(VENV)/.dev
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/hadolint Dockerfile
 
 clean:

@@ -64,12 +64,12 @@ from benchmarks.webhook_load import (
 )
 from drills.harness import receiver
 from tiketq import create_app
-from tiketq.checkout.formats import WIB
 from tiketq.config import DEFAULT_DATABASE_SCHEMA, from_environ
 from tiketq.extensions import db, schema_options
+from tiketq.formats import WIB
 from tiketq.gateway import current_gateway
+from tiketq.ops.accounts import user_entry
 from tiketq.outbound import TRANSACTION_SERVICE, current_outbound
-from tiketq.staff.accounts import user_entry
 from tiketq.worker import run_once
 
 SEED_VERSION = 1

@@ -441,7 +441,7 @@ def simulator(
     port = free_port()
     state = work / f"{name}.sqlite3"
     command = [
-        str(BIN / "python"), "-m", "tiketq.gateway.simulator", "--port", str(port),
+        str(BIN / "python"), "-m", "midtrans_simulator", "--port", str(port),
         "--server-key", SERVER_KEY, "--state", str(state),
     ]  # fmt: skip
     url = f"http://127.0.0.1:{port}"

@@ -409,7 +409,7 @@ def stack(
             if migrate.returncode != 0:
                 raise SetupError(f"migrations failed:\n{migrate.stderr[-2000:]}")
             simulator_command = [
-                str(BIN / "python"), "-m", "tiketq.gateway.simulator", "--port",
+                str(BIN / "python"), "-m", "midtrans_simulator", "--port",
                 str(simulator_port), "--server-key", SERVER_KEY, "--state",
                 str(root / "simulator.sqlite3"), "--notification-url",
                 f"{service_url}/payments/webhook", "--time-scale", str(time_scale),

@@ -4,105 +4,26 @@ from __future__ import annotations
 
 import io
 import logging
-import os
-import threading
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
-import requests
 import sqlalchemy as sa
 from flask import Flask
 from flask_migrate import upgrade
-from werkzeug.serving import make_server
+from flask_sqlalchemy.session import Session
+from sqlalchemy import orm
 
+import midtrans_simulator as simulator
+from tests.support.config import CONFIRMATION_SECRET, SERVER_KEY, TEST_DATABASE_URL, app_config
+from tests.support.database import drop_database, recreate_database
+from tests.support.receiver import start_receiver
+from tests.support.servers import serve_in_thread
+from tests.support.simulator import Simulator
 from tiketq import create_app
 from tiketq.extensions import db
-from tiketq.gateway import simulator
 from tiketq.logs import handler
-
-# A database of this run's own (dropped afterwards), so that parallel runs never collide.
-TEST_DATABASE_URL = os.environ.get(
-    "TEST_DATABASE_URL",
-    f"postgresql+psycopg2://postgres@127.0.0.1:5432/tiketq_test_{os.getpid()}",
-)
-SERVER_KEY = "SB-Mid-server-TESTKEY"
-CLIENT_KEY = "SB-Mid-client-TESTKEY"
-
-
-@dataclass
-class Simulator:
-    """The Midtrans simulator running as its own HTTP server, with its control API."""
-
-    url: str
-
-    def control(self, method: str, path: str, json: Any = None) -> requests.Response:
-        """Call the simulator's control API."""
-        return requests.request(method, f"{self.url}/control{path}", json=json, timeout=5)
-
-    def fault(
-        self,
-        *,
-        delay_seconds: float = 0,
-        status: int | None = None,
-        body: str | None = None,
-        times: int | None = None,
-        operations: list[str] | None = None,
-    ) -> None:
-        """Make Snap and Core misbehave; `operations` (e.g. ["core.status"]) aims at those only."""
-        fault = {
-            "delay_seconds": delay_seconds,
-            "status": status,
-            "body": body,
-            "times": times,
-            "operations": operations,
-        }
-        self.control("POST", "/faults", fault).raise_for_status()
-
-    def calls(self, operation: str | None = None, key: str | None = None) -> int:
-        """How many Snap/Core calls the simulator answered, e.g. ("core.status", order_id)."""
-        filters = {
-            name: value
-            for name, value in (("operation", operation), ("key", key))
-            if value is not None
-        }
-        response = requests.get(f"{self.url}/control/calls", params=filters, timeout=5)
-        response.raise_for_status()
-        return response.json()["total"]
-
-    def reset_calls(self) -> None:
-        """Count Snap/Core calls from zero again."""
-        self.control("DELETE", "/calls").raise_for_status()
-
-    def notification(self, order_id: str) -> dict[str, Any]:
-        """The signed HTTP notification Midtrans would send now about the order."""
-        response = self.control("GET", f"/transactions/{order_id}/notification")
-        response.raise_for_status()
-        return response.json()
-
-    def pay(self, order_id: str, method: str, outcome: str) -> dict[str, Any]:
-        """Act as the traveller choosing a method in Snap, with an outcome."""
-        response = self.control(
-            "POST", f"/transactions/{order_id}/pay", {"method": method, "outcome": outcome}
-        )
-        response.raise_for_status()
-        return response.json()
-
-    def transaction(self, order_id: str) -> dict[str, Any]:
-        """The simulator's record of a transaction."""
-        response = self.control("GET", f"/transactions/{order_id}")
-        response.raise_for_status()
-        return response.json()
-
-
-def serve_in_thread(app: Flask) -> tuple[str, Any]:
-    """Serve a WSGI app on a free loopback port in a daemon thread."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    return f"http://127.0.0.1:{server.server_port}", server
 
 
 @pytest.fixture(scope="session")
@@ -129,56 +50,16 @@ def _clear_simulator_faults(request: pytest.FixtureRequest) -> Iterator[None]:
     sim.reset_calls()
 
 
-def _admin_execute(url: str, *statements: str) -> None:
-    admin = sa.create_engine(
-        sa.make_url(url).set(database="postgres"), isolation_level="AUTOCOMMIT"
-    )
-    with admin.connect() as connection:
-        for statement in statements:
-            connection.execute(sa.text(statement))
-    admin.dispose()
-
-
-def _recreate_database(url: str) -> None:
-    name = sa.make_url(url).database
-    _admin_execute(
-        url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'CREATE DATABASE "{name}"'
-    )
-
-
-def _drop_database(url: str) -> None:
-    _admin_execute(url, f'DROP DATABASE IF EXISTS "{sa.make_url(url).database}" WITH (FORCE)')
-
-
-def app_config(**overrides: Any) -> dict[str, Any]:
-    """Test configuration: PostgreSQL, an external simulator, sandbox keys."""
-    return {
-        "TESTING": True,
-        "SQLALCHEMY_DATABASE_URI": TEST_DATABASE_URL,
-        "MIDTRANS_SERVER_KEY": SERVER_KEY,
-        "MIDTRANS_CLIENT_KEY": CLIENT_KEY,
-        "MIDTRANS_IS_PRODUCTION": False,
-        "MIDTRANS_SIMULATOR": True,
-        "MIDTRANS_SIMULATOR_IN_APP": False,
-        # The session's app is shared by every test: an open circuit would leak from one test
-        # into the next. The breaker's own tests turn it on.
-        "MIDTRANS_BREAKER_FAILURES": 0,
-        # The Flask test client's host, so that the addresses we hand out open in it.
-        "PUBLIC_BASE_URL": "http://localhost",
-        **overrides,
-    }
-
-
 @pytest.fixture(scope="session")
 def database(midtrans_simulator: Simulator) -> Iterator[str]:
     """This run's own test database, migrated to head, dropped at the end."""
-    _recreate_database(TEST_DATABASE_URL)
+    recreate_database(TEST_DATABASE_URL)
     migrator = create_app(app_config(MIDTRANS_BASE_URL=midtrans_simulator.url))
     with migrator.app_context():
         upgrade()
         db.engine.dispose()
     yield TEST_DATABASE_URL
-    _drop_database(TEST_DATABASE_URL)
+    drop_database(TEST_DATABASE_URL)
 
 
 @pytest.fixture(scope="session")
@@ -197,25 +78,31 @@ def _rollback_after_test(
 ) -> Iterator[None]:
     """Run each test that uses the app inside one transaction that is rolled back afterwards.
 
-    Flask-SQLAlchemy 3.1 ignores a session's bind, so the connection replaces the engine in
-    db.engines; commits in the code under test become savepoint releases.
+    Commits in the code under test release savepoints of that transaction instead.
     """
     if "app" not in request.fixturenames:
         yield
         return
     app: Flask = request.getfixturevalue("app")
     with app.app_context():
-        engines = db.engines
-        connection = engines[None].connect()
+        connection = db.engine.connect()
         transaction = connection.begin()
-        monkeypatch.setitem(engines, None, connection)
-        original = db.session
-        db.session = db._make_scoped_session({"join_transaction_mode": "create_savepoint"})
+        # Flask-SQLAlchemy's Session.get_bind picks from db.engines and never looks at a bind
+        # given to the session, so the connection takes the engine's place there (db.engine too).
+        monkeypatch.setitem(db.engines, None, connection)
+        # Scoped like db.session, one per app context; joining the connection's transaction
+        # through a savepoint, so that a rollback in the code under test undoes only its own work.
+        session = orm.scoped_session(
+            orm.sessionmaker(
+                class_=Session, db=db, query_cls=db.Query, join_transaction_mode="create_savepoint"
+            ),
+            scopefunc=db.session.registry.scopefunc,
+        )
+        monkeypatch.setattr(db, "session", session)
         try:
             yield
         finally:
-            db.session.remove()
-            db.session = original
+            session.remove()
             transaction.rollback()
             connection.close()
 
@@ -269,15 +156,9 @@ def committing_app(committed: Any) -> Flask:
     return committed()
 
 
-# The transaction service's JWT secret in tests whose confirmations are received and decoded.
-CONFIRMATION_SECRET = "test-confirmation-secret-of-32-bytes!"
-
-
 @pytest.fixture
 def receiver() -> Iterator[Any]:
     """A local HTTP receiver standing in for the transaction service and a subscriber."""
-    from tests.receiver import start_receiver  # it serves itself with serve_in_thread above
-
     yield from start_receiver()
 
 

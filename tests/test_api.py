@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import SERVER_KEY
+from tests.support.config import SERVER_KEY
 from tiketq.extensions import db
 from tiketq.gateway import EXTENSION_KEY
 from tiketq.gateway.midtrans import MidtransGateway

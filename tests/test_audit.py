@@ -19,8 +19,10 @@ from click.testing import Result
 from flask import Flask
 from flask_migrate import upgrade
 
-from tests.conftest import Simulator, _drop_database, _recreate_database, app_config
-from tests.midtrans import settle
+from tests.support.config import app_config
+from tests.support.database import drop_database, recreate_database
+from tests.support.midtrans import settle
+from tests.support.simulator import Simulator
 from tiketq import create_app
 from tiketq.extensions import db
 from tiketq.payments import audit
@@ -381,7 +383,7 @@ DEAD = HISTORY * 7 // 10 // 2000
 @pytest.fixture(scope="module")
 def seeded(midtrans_simulator: Simulator) -> Iterator[Flask]:
     """An app on a database of its own, migrated and seeded with a year of history."""
-    _recreate_database(PLANS_DATABASE_URL)
+    recreate_database(PLANS_DATABASE_URL)
     app = create_app(
         app_config(
             SQLALCHEMY_DATABASE_URI=PLANS_DATABASE_URL, MIDTRANS_BASE_URL=midtrans_simulator.url
@@ -401,7 +403,7 @@ def seeded(midtrans_simulator: Simulator) -> Iterator[Flask]:
     finally:
         with app.app_context():
             db.engine.dispose()
-        _drop_database(PLANS_DATABASE_URL)
+        drop_database(PLANS_DATABASE_URL)
 
 
 def _scans(plan: dict[str, Any]) -> Iterator[tuple[str, str]]:
@@ -445,6 +447,7 @@ def audited(seeded: Flask) -> Audited:
     return Audited(result, scans)
 
 
+@pytest.mark.slow
 def test_the_incremental_audit_checks_what_changed_since_the_last_clean_run(
     seeded: Flask, audited: Audited
 ) -> None:
@@ -455,6 +458,7 @@ def test_the_incremental_audit_checks_what_changed_since_the_last_clean_run(
     assert audited.result.stdout.splitlines()[-1] == f"{DEAD} violation(s)"
 
 
+@pytest.mark.slow
 def test_the_incremental_selection_reads_every_table_through_an_index(audited: Audited) -> None:
     selection = [
         (statement, tables)
@@ -465,6 +469,7 @@ def test_the_incremental_selection_reads_every_table_through_an_index(audited: A
     assert [tables for _, tables in selection] == [set(), set()], selection
 
 
+@pytest.mark.slow
 def test_the_incremental_checks_read_growing_tables_only_through_indexes(
     audited: Audited,
 ) -> None:

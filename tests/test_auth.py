@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from tests.conftest import app_config
-from tests.midtrans import notification
+from tests.support.config import app_config
+from tests.support.midtrans import notification
 from tiketq import create_app
 
 GATEWAY_KEY = "gateway-key-2026-11"
@@ -21,8 +21,12 @@ def hashed(name: str, key: str) -> str:
 
 
 @pytest.fixture
-def guarded(database, midtrans_simulator):
-    """Build an app that requires API keys, with the given key entries."""
+def guarded(committed):
+    """Build an app that requires API keys, with the given key entries.
+
+    Its commits are real, so `committed` truncates them: a notification left stored would be
+    applied by a later test's worker round.
+    """
 
     def build(callers: list[str], **extra):
         settings = {
@@ -31,9 +35,7 @@ def guarded(database, midtrans_simulator):
             "API_AUTH_REQUIRED": True,
             **extra,
         }
-        return create_app(
-            app_config(MIDTRANS_BASE_URL=midtrans_simulator.url, **settings)
-        ).test_client()
+        return committed(**settings).test_client()
 
     return build
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import SERVER_KEY, app_config
+from tests.support.config import SERVER_KEY, app_config
 from tiketq import config, create_app
 from tiketq.gateway import (
     EXTENSION_KEY,

@@ -12,10 +12,11 @@ import pytest
 import sqlalchemy as sa
 from markupsafe import escape
 
-from tests.conftest import SERVER_KEY
-from tiketq.checkout.formats import first_word, mask_email, mask_phone, rupiah
+from tests.support.config import SERVER_KEY
+from tiketq.checkout.display import first_word, mask_email, mask_phone
 from tiketq.config import ConfigError, from_environ, instance_secret_key, snap_js_url, validate
 from tiketq.extensions import db
+from tiketq.formats import rupiah
 from tiketq.payments.models import Payment, utcnow
 from tiketq.payments.status import PaymentStatus
 

@@ -1,9 +1,11 @@
 """Configuration from the environment, and the configurations that must refuse to start."""
 
+import sys
+
 import pytest
 import sqlalchemy as sa
 
-from tests.production import PRODUCTION_ENV
+from tests.support.production import PRODUCTION_ENV
 from tiketq import create_app
 from tiketq.config import SIMULATOR_SERVER_KEY, ConfigError, from_environ, validate
 from tiketq.extensions import db
@@ -251,3 +253,63 @@ def test_finish_url_hosts_include_the_finish_urls_own_host():
 def test_a_finish_url_that_cannot_work_is_refused(env, says):
     with pytest.raises(ConfigError, match=says):
         validate(config(**env))
+
+
+@pytest.fixture
+def simulator_not_installed(monkeypatch):
+    """midtrans_simulator cannot be found or imported, as in the production image."""
+    monkeypatch.setitem(sys.modules, "midtrans_simulator", None)
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        pytest.param({}, id="no-keys"),
+        pytest.param(
+            {
+                "MIDTRANS_SIMULATOR": "true",
+                "MIDTRANS_SERVER_KEY": "SB-Mid-server-x",
+                "MIDTRANS_CLIENT_KEY": "SB-Mid-client-x",
+            },
+            id="simulator-forced-with-keys",
+        ),
+    ],
+)
+def test_the_in_app_simulator_without_its_package_is_refused_saying_what_to_set(
+    simulator_not_installed, env
+):
+    with pytest.raises(ConfigError) as refused:
+        validate(config(**env))
+    message = str(refused.value)
+    # wsgi.py prints it as one line.
+    assert "\n" not in message
+    for says in (
+        "midtrans_simulator",
+        "MIDTRANS_SERVER_KEY and MIDTRANS_CLIENT_KEY",
+        "MIDTRANS_SIMULATOR unset or false",
+        "docker build --target dev",
+        "make run",
+    ):
+        assert says in message
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        pytest.param(
+            {"MIDTRANS_SERVER_KEY": "SB-Mid-server-x", "MIDTRANS_CLIENT_KEY": "SB-Mid-client-x"},
+            id="midtrans-sandbox",
+        ),
+        pytest.param(PRODUCTION_ENV, id="midtrans-production"),
+        pytest.param(
+            {"MIDTRANS_SIMULATOR": "true", "MIDTRANS_BASE_URL": "http://sim:8004"},
+            id="simulator-in-its-own-process",
+        ),
+        pytest.param(
+            {"MIDTRANS_SIMULATOR_URL": "http://payment-service:8000/_simulator"},
+            id="another-process-in-app-simulator",
+        ),
+    ],
+)
+def test_without_the_simulator_package_what_does_not_mount_it_starts(simulator_not_installed, env):
+    validate(config(**env))

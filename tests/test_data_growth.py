@@ -8,7 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from benchmarks.data_growth import ROWS
+
+# The benchmark itself, in a subprocess, seeding two sizes of history.
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 SIZES = ("200", "2000")

@@ -13,10 +13,13 @@ from flask import Flask
 
 from benchmarks.common import sql
 from drills.harness import Cluster
-from tests.conftest import app_config
+from tests.support.config import app_config
 from tiketq import create_app
 from tiketq.extensions import db
 from tiketq.wakeup import CHANNEL, Wakeup
+
+# Each test starts and restarts a PostgreSQL cluster of its own.
+pytestmark = pytest.mark.slow
 
 # Generous for a busy 2-core machine: each wake-up below comes within a second or so.
 WAIT_SECONDS = 60

@@ -1,15 +1,18 @@
 """The Dockerfile, the compose file and the nginx config in front of the service.
 
 Docker cannot run on this machine, so the Dockerfile and compose file are checked by reading
-them. The nginx config is the deployed template rendered as the image renders it, run by
-Debian's nginx in front of a stand-in upstream: these tests fail, not skip, without nginx.
+them, and the production image's files are run as its COPY lines lay them out. The nginx config
+is the deployed template rendered as the image renders it, run by Debian's nginx in front of a
+stand-in upstream: these tests fail, not skip, without nginx.
 """
 
 from __future__ import annotations
 
 import ast
 import json
+import os
 import re
+import shlex
 import shutil
 import socket
 import subprocess
@@ -18,18 +21,22 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 import requests
 import yaml
 
+from benchmarks.common import free_port
 from drills import slow_clients
 from drills.harness import wait_until
 from tiketq import config
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "deploy" / "nginx" / "templates" / "default.conf.template"
+SIMULATOR = "midtrans_simulator"
+# What the service needs in its image, and all it gets in production.
+SERVICE_FILES = {"requirements.txt", "wsgi.py", "gunicorn.conf.py", "tiketq", "migrations"}
 # An answer larger than the kernel's socket buffers between nginx and a client that reads none
 # of it (several MiB on loopback): only a proxy that buffers it can take it all from gunicorn.
 LARGE_ANSWER = 24 * 1024 * 1024
@@ -60,6 +67,114 @@ def gunicorn_setting(name: str, env: dict[str, str]) -> object:
     )
     assert result.returncode == 0, result.stderr
     return ast.literal_eval(result.stdout)
+
+
+@dataclass
+class Stage:
+    """One `FROM base AS name` of the Dockerfile and its instructions, continuations joined."""
+
+    name: str
+    # An image, or an earlier stage's name.
+    base: str
+    instructions: list[tuple[str, str]] = field(default_factory=list)
+
+
+def stages() -> dict[str, Stage]:
+    """The Dockerfile's stages by name, in file order: the last is what `docker build .` gives."""
+    found: dict[str, Stage] = {}
+    for line in re.sub(r"\\\n", " ", (ROOT / "Dockerfile").read_text()).splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        keyword, _, arguments = line.strip().partition(" ")
+        if keyword.upper() == "FROM":
+            named = re.fullmatch(r"(\S+)\s+AS\s+(\S+)", arguments.strip(), re.IGNORECASE)
+            assert named, f"every stage is named, for compose's target: {line}"
+            found[named[2]] = Stage(named[2], named[1])
+        else:
+            list(found.values())[-1].instructions.append((keyword.upper(), arguments.strip()))
+    return found
+
+
+def lineage(name: str) -> list[Stage]:
+    """The stage, then the stages it is built FROM, down to an image: each inherits the next."""
+    every = stages()
+    chain = []
+    while name in every:
+        chain.append(every[name])
+        name = every[name].base
+    return chain
+
+
+def copies(name: str) -> list[tuple[list[str], str]]:
+    """(sources, destination) of each COPY that puts files into the stage's image, in order."""
+    found = []
+    for stage in reversed(lineage(name)):
+        for keyword, arguments in stage.instructions:
+            assert keyword != "ADD", f"{stage.name}: COPY, not ADD: {arguments}"
+            if keyword == "COPY":
+                # A plain list of context paths: no JSON form, no --from another stage's files.
+                assert not arguments.startswith("["), arguments
+                *sources, destination = shlex.split(arguments)
+                assert not [source for source in sources if source.startswith("--")], arguments
+                found.append((sources, destination))
+    return found
+
+
+def copied(name: str) -> set[str]:
+    """The context paths the stage's image holds."""
+    return {source for sources, _ in copies(name) for source in sources}
+
+
+def image_command(name: str) -> list[str]:
+    """The CMD the stage runs: its own, else the one it inherits."""
+    for stage in lineage(name):
+        commands = [arguments for keyword, arguments in stage.instructions if keyword == "CMD"]
+        if commands:
+            return json.loads(commands[-1])
+    raise AssertionError(f"{name} has no CMD")
+
+
+def dockerignored(path: str) -> bool:
+    """Whether .dockerignore leaves this context path, or a folder it is in, out of the build."""
+    patterns = []
+    for line in (ROOT / ".dockerignore").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            # Exceptions would need Docker's full last-match-wins rules.
+            assert not line.startswith("!"), line
+            # Docker's rules: ** is any number of folders, * and ? stay within one name.
+            parts = re.split(r"(\*\*/|\*\*|\*|\?)", line.strip().strip("/"))
+            wildcards = {"**/": "(?:.*/)?", "**": ".*", "*": "[^/]*", "?": "[^/]"}
+            patterns.append("".join(wildcards.get(part, re.escape(part)) for part in parts))
+    parts = PurePosixPath(path).parts
+    folders = ["/".join(parts[: depth + 1]) for depth in range(len(parts))]
+    return any(re.fullmatch(pattern, folder) for pattern in patterns for folder in folders)
+
+
+def lay_out_image(name: str, app: Path) -> None:
+    """Put the stage's COPY sources under app (its WORKDIR) as the build context gives them."""
+
+    def left_out(folder: str, names: list[str]) -> list[str]:
+        relative = Path(folder).relative_to(ROOT)
+        return [entry for entry in names if dockerignored((relative / entry).as_posix())]
+
+    for sources, destination in copies(name):
+        target = app / destination
+        for source in sources:
+            if (ROOT / source).is_dir():
+                # COPY dir dest copies the folder's contents into dest.
+                shutil.copytree(ROOT / source, target, ignore=left_out, dirs_exist_ok=True)
+            else:
+                assert destination.endswith("/") or destination == ".", destination
+                target.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(ROOT / source, target / source)
+
+
+def compose_defaults(environment: dict[str, str]) -> dict[str, str]:
+    """The environment with each ${NAME:-default} at its default: nothing set on the host."""
+    return {
+        name: re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", str(value))
+        for name, value in environment.items()
+    }
 
 
 def test_dockerfile_passes_hadolint():
@@ -139,11 +254,107 @@ def test_database_credentials_come_from_the_secrets_files():
     )
 
 
-def test_the_image_runs_gunicorn_with_the_repository_config():
-    cmd = [
-        line for line in (ROOT / "Dockerfile").read_text().splitlines() if line.startswith("CMD")
-    ]
-    assert cmd == ['CMD ["gunicorn", "--config", "gunicorn.conf.py", "wsgi:app"]']
+@pytest.mark.parametrize("stage", ["production", "dev"])
+def test_the_image_runs_gunicorn_with_the_repository_config(stage):
+    assert image_command(stage) == ["gunicorn", "--config", "gunicorn.conf.py", "wsgi:app"]
+
+
+def test_the_default_image_is_production_and_holds_the_service_alone():
+    assert list(stages())[-1] == "production"
+    # No simulator, and no `COPY . .` that would bring it (and tests, secrets) along.
+    assert copied("production") == SERVICE_FILES
+
+
+def test_the_dev_image_is_the_production_one_with_the_simulator():
+    assert lineage("dev")[1:] == lineage("production")[1:]
+    assert copied("dev") == SERVICE_FILES | {SIMULATOR}
+
+
+def test_the_build_context_holds_what_the_images_copy_and_leaves_the_rest_out():
+    assert not [path for name in stages() for path in copied(name) if dockerignored(path)]
+    assert dockerignored(f"{SIMULATOR}/__pycache__/core.cpython-311.pyc")
+    for path in (".git", ".venv", "tests", "secrets", "instance", ".env", "tiketq/__pycache__"):
+        assert dockerignored(path), path
+
+
+def test_compose_builds_one_image_for_all_holding_the_simulator_they_run_without_keys():
+    services = compose()["services"]
+    built = {name: service["build"] for name, service in services.items() if "build" in service}
+    assert built == dict.fromkeys(
+        ("migrate", "payment-service", "worker"), {"context": ".", "target": "dev"}
+    )
+    in_app = set()
+    for name in built:
+        env = compose_defaults(services[name]["environment"])
+        midtrans = {key: value for key, value in env.items() if key.startswith("MIDTRANS_")}
+        if config.from_environ(midtrans, "/app/instance")["MIDTRANS_SIMULATOR_IN_APP"]:
+            in_app.add(name)
+    # The worker calls the web container's simulator (MIDTRANS_SIMULATOR_URL), not one of its own.
+    assert in_app == {"migrate", "payment-service"}
+    assert all(SIMULATOR in copied(built[name]["target"]) for name in in_app)
+
+
+def test_the_production_image_refuses_to_start_without_keys_and_serves_with_them(tmp_path):
+    app = tmp_path / "app"
+    lay_out_image("production", app)
+    port = free_port()
+    # PATH for the venv's gunicorn and flask, as the image's pip install puts them on its PATH.
+    env = {
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "PORT": str(port),
+        "GUNICORN_BIND": f"127.0.0.1:{port}",
+        "GUNICORN_WORKERS": "1",
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prometheus"),
+    }
+
+    def run(*command: str, **settings: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            command, cwd=app, env={**env, **settings}, capture_output=True, text=True, timeout=60
+        )
+
+    # Not found here although this checkout holds it: the venv has no path to it.
+    found = run(
+        "python", "-c", f"import importlib.util; print(importlib.util.find_spec({SIMULATOR!r}))"
+    )
+    assert found.stdout.strip() == "None", found.stdout + found.stderr
+
+    migrate = compose()["services"]["migrate"]["command"]
+    refused = run(*migrate)
+    assert refused.returncode == 4, refused.stdout + refused.stderr
+    (line,) = refused.stderr.splitlines()
+    assert "MIDTRANS_SERVER_KEY and MIDTRANS_CLIENT_KEY" in line and "dev image" in line, line
+    served = run(*image_command("production"))
+    assert served.returncode != 0, served.stdout + served.stderr
+    assert line in served.stderr.splitlines(), served.stderr
+    assert "Traceback" not in served.stdout + served.stderr
+
+    keys = {"MIDTRANS_SERVER_KEY": "SB-Mid-server-x", "MIDTRANS_CLIENT_KEY": "SB-Mid-client-x"}
+    migrated = run(*migrate, **keys)
+    assert migrated.returncode == 0, migrated.stdout + migrated.stderr
+    log = tmp_path / "gunicorn.log"
+    with log.open("w") as out:
+        server = subprocess.Popen(
+            image_command("production"),
+            cwd=app,
+            env={**env, **keys},
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+
+        def up() -> bool:
+            try:
+                return requests.get(f"http://127.0.0.1:{port}/health", timeout=2).ok
+            # Refused before gunicorn listens, a timeout while its worker boots.
+            except (requests.ConnectionError, requests.Timeout):
+                return server.poll() is not None
+
+        assert wait_until(up, timeout=60, interval=0.2), log.read_text()
+        assert server.poll() is None, log.read_text()
+    finally:
+        server.terminate()
+        server.wait(30)
 
 
 def test_gunicorn_binds_the_address_compose_gives_it():

@@ -11,6 +11,8 @@ import pytest
 from drills import db_restart, slow_clients, storm
 from drills.report import Result
 
+pytestmark = pytest.mark.drill
+
 
 def assert_kept(result: Result) -> None:
     """Every check ran and passed; the failing lines otherwise."""

@@ -12,15 +12,21 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from tests.conftest import SERVER_KEY, Simulator, serve_in_thread
-from tests.inbox_worker import inbox_worker
-from tests.receiver import Receiver, start_receiver
+import midtrans_simulator as simulator
+from tests.support.config import SERVER_KEY
+from tests.support.inbox_worker import inbox_worker
+from tests.support.receiver import Receiver, start_receiver
+from tests.support.servers import serve_in_thread
+from tests.support.simulator import Simulator
 from tiketq.extensions import db
-from tiketq.gateway import EXTENSION_KEY, current_gateway, simulator
+from tiketq.gateway import EXTENSION_KEY, current_gateway
 from tiketq.gateway.midtrans import MidtransGateway
 from tiketq.outbound import current_outbound
 from tiketq.payments.models import Notification, Payment, utcnow
 from tiketq.worker import run_once
+
+# Every test serves the app over HTTP with real commits and waits for its worker.
+pytestmark = pytest.mark.slow
 
 JWT_SECRET = "end-to-end-confirmation-secret-32b"
 

@@ -18,11 +18,11 @@ import pytest
 import requests
 import sentry_sdk
 
-from tests.conftest import SERVER_KEY, app_config
-from tests.processes import Served
+import midtrans_simulator as simulator
+from tests.support.config import SERVER_KEY, app_config
+from tests.support.processes import Served
 from tests.test_make_run import READY_SECONDS, STOP_SECONDS, Run, free_port, wait_for_health
 from tiketq import create_app
-from tiketq.gateway import simulator
 from tiketq.logs import redact
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,6 +61,7 @@ def listening_addresses(port: int) -> set[str]:
 # --- binding ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_make_run_listens_on_loopback_only(tmp_path):
     port = free_port()
     run = Run(tmp_path, port)
@@ -346,6 +347,7 @@ class Gunicorn(Served):
         super().__init__([gunicorn, "--config", "gunicorn.conf.py", "wsgi:app"], environ)
 
 
+@pytest.mark.slow
 def test_gunicorn_logs_no_key_sent_as_request_id_or_in_a_query_string(tmp_path):
     port = free_port()
     server_key = "SB-Mid-server-ExposureTest42"

@@ -13,8 +13,9 @@ import pytest
 import requests
 from flask import Flask, redirect
 
-from tests.conftest import SERVER_KEY, serve_in_thread
-from tests.midtrans import notification, sign
+from tests.support.config import SERVER_KEY
+from tests.support.midtrans import notification, sign
+from tests.support.servers import serve_in_thread
 from tiketq.gateway import (
     CheckoutRequest,
     GatewayAuthError,

@@ -1,6 +1,6 @@
 """Health checks, and what the API does when the database is down."""
 
-from tests.conftest import app_config
+from tests.support.config import app_config
 from tiketq import create_app
 
 DOWN = "postgresql+psycopg2://postgres@127.0.0.1:1/nothing?connect_timeout=1"

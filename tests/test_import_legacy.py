@@ -17,8 +17,8 @@ import requests
 import sqlalchemy as sa
 from flask import Flask
 
-from tests.conftest import SERVER_KEY, TEST_DATABASE_URL
-from tests.payments import open_payment
+from tests.support.config import SERVER_KEY, TEST_DATABASE_URL
+from tests.support.payments import open_payment
 from tiketq import worker
 from tiketq.extensions import db
 from tiketq.gateway import current_gateway
@@ -27,6 +27,9 @@ from tiketq.payments import legacy_import
 from tiketq.payments.legacy_import import LegacyRow, Unimportable
 from tiketq.payments.models import Delivery, OutboxMessage, Payment, PaymentEvent, utcnow
 from tiketq.payments.status import PaymentStatus
+
+# Every test builds the replaced service's tables and imports with real commits.
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 # The replaced service's table as PostgreSQL reports it, next to the project (as in issue 15).

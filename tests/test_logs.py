@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from tests.conftest import SERVER_KEY
-from tests.midtrans import notification
+from tests.support.config import SERVER_KEY
+from tests.support.midtrans import notification
 from tiketq import auth
 from tiketq.logs import redact, scrub_event
 

@@ -156,6 +156,7 @@ def wait_for_health(run: Run, url: str, deadline: float) -> requests.Response:
             pass
 
 
+@pytest.mark.slow
 def test_make_run_serves_the_web_and_runs_the_worker_until_one_ctrl_c_stops_both(tmp_path):
     port = free_port()
     run = Run(tmp_path, port)

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import app_config
-from tests.midtrans import apply_inbox, deliver
+from tests.support.config import app_config
+from tests.support.midtrans import apply_inbox, deliver
 from tiketq import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -120,6 +120,7 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_counts_add_up_across_gunicorn_workers(tmp_path):
     port = _free_port()
     env = {

@@ -5,7 +5,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from flask_migrate import downgrade, upgrade
 
-from tests.conftest import TEST_DATABASE_URL, app_config
+from tests.support.config import TEST_DATABASE_URL, app_config
 from tiketq import create_app
 from tiketq.extensions import db
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import copy
+import inspect
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import schemathesis
-from flask import Flask
+from flask import Blueprint, Flask
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, settings
 from openapi_spec_validator import validate
@@ -18,15 +18,15 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.config import SchemathesisConfig
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
-from tests.conftest import SERVER_KEY, serve_in_thread
-from tiketq import auth, config, gateway, openapi
-from tiketq.gateway import simulator
-from tiketq.openapi import REF_TEMPLATE, ROUTES, openapi_path
+import midtrans_simulator as simulator
+from tests.conftest import SERVER_KEY, app_config, serve_in_thread
+from tiketq import api, auth, config, create_app, gateway, health, openapi, webhooks
+from tiketq.openapi import REF_TEMPLATE, Alias, Operation, declaration, openapi_path
 from tiketq.schemas import CancelRequest, PaymentCreate, RefundCreate
 
 STAFF_KEY = "staff-key-for-the-fuzzer"
 # Blueprints whose every route the document describes.
-DOCUMENTED_BLUEPRINTS = {"api", "webhooks", "ops"}
+DOCUMENTED_BLUEPRINTS = {"api", "webhooks", "health"}
 UNDOCUMENTED_METHODS = {"HEAD", "OPTIONS"}
 
 
@@ -90,12 +90,12 @@ def own_simulator(app: Flask, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
     server.shutdown()
 
 
-def test_openapi_json_is_a_valid_openapi_3_1_document(client):
+def test_openapi_json_is_a_valid_openapi_3_1_document(app, client):
     document = spec(client)
 
     validate(document)
     assert document["openapi"].startswith("3.1.")
-    assert document == openapi.document()
+    assert document == openapi.document(app)
 
 
 @pytest.mark.parametrize("model", [PaymentCreate, CancelRequest, RefundCreate])
@@ -116,19 +116,96 @@ def test_every_route_of_the_api_webhooks_and_health_checks_is_in_the_spec(app, c
         if rule.endpoint.split(".")[0] in DOCUMENTED_BLUEPRINTS or rule.rule.startswith("/payments")
         for method in rule.methods - UNDOCUMENTED_METHODS
     }
+    paths = spec(client)["paths"]
     documented = {
-        (method.upper(), path)
-        for path, operations in spec(client)["paths"].items()
-        for method in operations
+        (method.upper(), path) for path, operations in paths.items() for method in operations
     }
+    operation_ids = [
+        op["operationId"] for operations in paths.values() for op in operations.values()
+    ]
 
     assert served == documented
-    assert {(r.method, r.path) for r in ROUTES} == documented
+    assert len(operation_ids) == len(set(operation_ids)) == len(documented)
 
 
-@pytest.mark.parametrize("model", sorted(openapi.EXAMPLES, key=lambda m: m.__name__))
-def test_the_example_bodies_swagger_ui_offers_are_valid_requests(model):
-    model.model_validate(openapi.EXAMPLES[model])
+def test_every_declaration_is_on_a_view_the_app_serves(app):
+    declared = {
+        value
+        for module in (api, webhooks, health)
+        for value in vars(module).values()
+        if inspect.isfunction(value) and declaration(value) is not None
+    }
+    viewed = {view for view in app.view_functions.values() if declaration(view) is not None}
+
+    assert declared == viewed
+    # Eleven operations: two views serve a second rule each.
+    assert len(declared) == 9
+
+
+@pytest.mark.parametrize(
+    "rules",
+    [["/one"], ["/one", "/two", "/three"], ["/two"]],
+    ids=["its-alias-has-no-rule", "a-rule-beyond-its-alias", "only-its-alias-has-a-rule"],
+)
+def test_a_view_whose_rules_and_declared_alias_disagree_is_not_documented(rules):
+    bp = Blueprint("mismatch", __name__)
+    view = Operation(
+        operation_id="one",
+        summary="One",
+        tag="health",
+        success=(200, {"type": "object"}, "OK"),
+        alias=Alias("/two", "two", "at the old path"),
+    )(lambda: "")
+    for rule in rules:
+        bp.add_url_rule(rule, "one", view)
+    app = Flask(__name__)
+    app.register_blueprint(bp)
+
+    with pytest.raises(ValueError, match="alias"):
+        openapi.document(app)
+
+
+def test_the_aliases_keep_their_operation_ids_and_say_what_they_repeat(app):
+    paths = openapi.document(app)["paths"]
+
+    assert paths["/payments/"]["post"]["operationId"] == "createPaymentTrailingSlash"
+    assert paths["/payments/"]["post"]["summary"].startswith("Same as POST /payments, ")
+    legacy = paths["/webhook/midtrans"]["post"]
+    assert legacy["operationId"] == "receiveMidtransNotificationLegacy"
+    assert legacy["summary"].startswith("Same as POST /payments/webhook, ")
+    assert legacy["responses"] == paths["/payments/webhook"]["post"]["responses"]
+
+
+def test_the_links_of_a_created_payment_name_operations_of_the_spec(client):
+    paths = spec(client)["paths"]
+    operation_ids = {
+        op["operationId"] for operations in paths.values() for op in operations.values()
+    }
+    links = paths["/payments"]["post"]["responses"]["201"]["links"]
+
+    assert {link["operationId"] for link in links.values()} <= operation_ids
+    assert len(links) == 5
+
+
+def test_the_idempotency_key_pattern_in_the_spec_is_the_one_the_api_checks(client):
+    paths = spec(client)["paths"]
+
+    for path in ("/payments", "/payments/", "/payments/{payment_id}/refund"):
+        (header,) = [p for p in paths[path]["post"]["parameters"] if p["in"] == "header"]
+        assert header["name"] == "Idempotency-Key"
+        assert header["schema"]["pattern"] == api.IDEMPOTENCY_KEY.pattern
+
+
+def test_the_example_bodies_swagger_ui_offers_are_valid_requests(app):
+    examples = {
+        declared.body: declared.example
+        for view in app.view_functions.values()
+        if (declared := declaration(view)) is not None and declared.example is not None
+    }
+
+    assert set(examples) == {PaymentCreate, CancelRequest, RefundCreate}
+    for model, example in examples.items():
+        model.model_validate(example)
 
 
 def test_cancel_and_refund_need_a_staff_key_and_say_so(client):
@@ -245,11 +322,11 @@ def test_cancel_of_a_legacy_id_with_a_nul_is_not_found(client, staff_key):
     assert response.status_code == 404
 
 
-# Loaded from the document the app serves (a test above checks they are the same), since
-# schemathesis's fixture-based loader does not run on pytest 9.2 (Node._nodeid is gone).
-# A copy, so that nothing schemathesis does to it reaches the cached document.
+# Loaded from the document an app like the test's serves (a test above checks that it serves
+# openapi.document), since schemathesis's fixture-based loader does not run on pytest 9.2
+# (Node._nodeid is gone); its rules and views are the test app's, which is all it reads.
 fuzzed = schemathesis.openapi.from_dict(
-    copy.deepcopy(openapi.document()),
+    openapi.document(create_app(app_config())),
     config=SchemathesisConfig.from_dict(
         {
             "seed": 20261126,

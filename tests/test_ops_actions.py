@@ -14,13 +14,14 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from tests.midtrans import apply_inbox, deliver, move, settle
-from tests.test_ops_page import STAFF, csrf_token, log_in, text_of
+from tests.support.midtrans import apply_inbox, deliver, move, settle
+from tests.support.staff import STAFF, csrf_token, log_in
+from tests.test_ops_page import text_of
 from tiketq.extensions import db
+from tiketq.ops import actions, limiter
 from tiketq.payments import service
 from tiketq.payments.models import OutboxMessage, Payment, PaymentEvent, Refund
 from tiketq.payments.status import PaymentStatus, StatusDetail
-from tiketq.staff import actions, limiter
 
 
 @pytest.fixture(autouse=True)

@@ -7,10 +7,10 @@ import uuid
 
 import pytest
 
-from tests.test_ops_page import STAFF, csrf_token, log_in
+from tests.support.staff import STAFF, csrf_token, log_in
 from tiketq.extensions import db
+from tiketq.ops import limiter
 from tiketq.payments.models import Payment
-from tiketq.staff import limiter
 
 
 @pytest.fixture(autouse=True)

@@ -14,10 +14,12 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.test_ops_page import NOW, STAFF, log_in, text_of
+from tests.support.staff import STAFF, log_in
+from tests.test_ops_page import NOW, text_of
 from tiketq import metrics
 from tiketq.extensions import db
-from tiketq.payments import background
+from tiketq.ops import display, limiter, views
+from tiketq.payments import heartbeats
 from tiketq.payments.models import (
     Delivery,
     DeliveryStatus,
@@ -25,7 +27,6 @@ from tiketq.payments.models import (
     Payment,
     PaymentEvent,
 )
-from tiketq.staff import display, limiter, views
 
 ROOT = Path(__file__).resolve().parent.parent
 ALERTS = ROOT / "docs" / "alerts.yml"
@@ -168,8 +169,8 @@ def test_the_dashboard_warns_when_no_worker_ever_beat(client):
 
 
 def test_the_dashboard_warns_when_the_last_beat_is_three_minutes_old(client):
-    background.record_heartbeat("worker-a:101", {"applied": 0}, now=ago(minutes=3))
-    background.record_heartbeat("worker-b:102", {"applied": 0}, now=ago(hours=2))
+    heartbeats.record_heartbeat("worker-a:101", {"applied": 0}, now=ago(minutes=3))
+    heartbeats.record_heartbeat("worker-b:102", {"applied": 0}, now=ago(hours=2))
     warning = text_of(dashboard(client), "worker-silent")
     assert "No worker has reported for 3 min" in warning
     assert "2026-03-14 14:57:00 WIB" in warning
@@ -177,8 +178,8 @@ def test_the_dashboard_warns_when_the_last_beat_is_three_minutes_old(client):
 
 @pytest.mark.parametrize("seconds", [10, 110])
 def test_a_recent_beat_raises_no_warning(client, seconds):
-    background.record_heartbeat("worker-old:7", {"applied": 0}, now=ago(hours=2))
-    background.record_heartbeat("worker-a:101", {"applied": 0}, now=ago(seconds=seconds))
+    heartbeats.record_heartbeat("worker-old:7", {"applied": 0}, now=ago(hours=2))
+    heartbeats.record_heartbeat("worker-a:101", {"applied": 0}, now=ago(seconds=seconds))
     page = dashboard(client)
     assert 'id="worker-silent"' not in page
     worker = re.search(r'id="worker".*?</section>', page, re.S).group(0)
@@ -187,14 +188,14 @@ def test_a_recent_beat_raises_no_warning(client, seconds):
 
 def test_a_long_worker_interval_allows_three_rounds(client, app, monkeypatch):
     monkeypatch.setitem(app.config, "WORKER_INTERVAL", 60.0)
-    background.record_heartbeat("worker-a:101", {"applied": 0}, now=ago(seconds=150))
+    heartbeats.record_heartbeat("worker-a:101", {"applied": 0}, now=ago(seconds=150))
     assert 'id="worker-silent"' not in dashboard(client)
 
 
 def test_the_last_beat_is_a_gauge_and_zero_before_any(client):
     assert gauge(scrape(client), "tiketq_worker_last_beat_timestamp_seconds") == 0.0
-    background.record_heartbeat("worker-a:101", {"applied": 0}, now=ago(minutes=3))
-    background.record_heartbeat("worker-b:102", {"applied": 0}, now=ago(hours=2))
+    heartbeats.record_heartbeat("worker-a:101", {"applied": 0}, now=ago(minutes=3))
+    heartbeats.record_heartbeat("worker-b:102", {"applied": 0}, now=ago(hours=2))
     last = gauge(scrape(client), "tiketq_worker_last_beat_timestamp_seconds")
     assert last == ago(minutes=3).timestamp()
 
@@ -359,6 +360,7 @@ ALERT_CASES: list[tuple[dict[str, str], str, str, bool]] = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(PROMTOOL is None, reason="promtool missing: apt-get install -y prometheus")
 def test_the_alerts_fire_when_they_should(tmp_path):
     tests = tmp_path / "alerts_test.yml"

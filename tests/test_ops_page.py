@@ -15,14 +15,18 @@ import sqlalchemy as sa
 from flask import current_app
 from werkzeug.security import generate_password_hash
 
-from tests.conftest import CLIENT_KEY, SERVER_KEY, Simulator
-from tests.midtrans import notification
-from tests.payments import poison
-from tiketq.checkout.formats import WIB
+from tests.support.config import CLIENT_KEY, SERVER_KEY
+from tests.support.midtrans import notification
+from tests.support.payments import poison
+from tests.support.simulator import Simulator
+from tests.support.staff import PASSWORD, STAFF, csrf_token, log_in
 from tiketq.config import ConfigError, from_environ, validate
 from tiketq.extensions import db
+from tiketq.formats import WIB
 from tiketq.gateway import CheckoutRequest, current_gateway
-from tiketq.payments import background, notifications
+from tiketq.ops import accounts, charts, environment, limiter, views
+from tiketq.ops.sessions import StaffSession
+from tiketq.payments import heartbeats, notifications
 from tiketq.payments.models import (
     Delivery,
     DeliveryStatus,
@@ -35,12 +39,7 @@ from tiketq.payments.models import (
 )
 from tiketq.payments.notifications import receive_notification
 from tiketq.payments.status import PaymentStatus
-from tiketq.staff import accounts, charts, environment, limiter, views
-from tiketq.staff.sessions import StaffSession
 
-PASSWORD = "correct horse battery staple"
-# A cheap hash keeps the tests fast; `flask payments ops-user` makes the real (scrypt) ones.
-STAFF = "alice:" + generate_password_hash(PASSWORD, method="pbkdf2:sha256:1000")
 # 15:00 WIB on a day of its own, so that nothing else in the database falls on "today".
 NOW = datetime(2026, 3, 14, 8, 0, tzinfo=UTC)
 
@@ -56,17 +55,6 @@ def ops_app(app, monkeypatch):
     monkeypatch.setattr(views, "utcnow", lambda: NOW)
     limiter.reset()
     return app
-
-
-def csrf_token(page: str) -> str:
-    return re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
-
-
-def log_in(client, name: str = "alice", password: str = PASSWORD, **extra):
-    token = csrf_token(client.get("/ops/login").text)
-    return client.post(
-        "/ops/login", data={"csrf_token": token, "name": name, "password": password, **extra}
-    )
 
 
 def text_of(page: str, element_id: str) -> str:
@@ -245,11 +233,12 @@ def seed(now: datetime) -> dict[str, Payment]:
     ]
     db.session.commit()
     rounds = {"applied": 0, "reconciled": 3, "expired": 1, "dispatched": 2, "delivered": 4}
-    background.record_heartbeat("worker-a:101", rounds, now=now - timedelta(seconds=10))
-    background.record_heartbeat("worker-old:7", rounds, now=now - timedelta(hours=2))
+    heartbeats.record_heartbeat("worker-a:101", rounds, now=now - timedelta(seconds=10))
+    heartbeats.record_heartbeat("worker-old:7", rounds, now=now - timedelta(hours=2))
     return p
 
 
+# Seeding the day takes half a second or more: the tests that use it are marked slow.
 @pytest.fixture
 def seeded(client):
     return seed(NOW)
@@ -518,6 +507,7 @@ def test_key_checks_read_only_the_prefix():
 # The dashboard's widgets, on the seeded day.
 
 
+@pytest.mark.slow
 def test_today_counts_attempts_amounts_and_conversion(dashboard):
     assert text_of(dashboard, "today-count") == "10"
     assert text_of(dashboard, "today-amount") == "Rp 3.345.000"
@@ -526,6 +516,7 @@ def test_today_counts_attempts_amounts_and_conversion(dashboard):
     assert text_of(dashboard, "conversion") == "50.0 %"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("status", "count", "amount"),
     [
@@ -543,6 +534,7 @@ def test_today_by_status(dashboard, status, count, amount):
     assert text_of(dashboard, f"status-{status}-amount") == amount
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("method", "count", "paid", "amount"),
     [
@@ -558,6 +550,7 @@ def test_today_by_method(dashboard, method, count, paid, amount):
     assert text_of(dashboard, f"method-{method}-amount") == amount
 
 
+@pytest.mark.slow
 def test_the_hourly_chart_is_an_svg_with_words_for_every_bar(dashboard):
     svg = re.search(r"<svg .*?</svg>", dashboard, re.S).group(0)
     assert '<title id="hourly-chart-title">Payments per hour today by status (WIB)</title>' in svg
@@ -569,6 +562,7 @@ def test_the_hourly_chart_is_an_svg_with_words_for_every_bar(dashboard):
     assert "<script" not in dashboard and "style=" not in dashboard
 
 
+@pytest.mark.slow
 def test_stuck_lists_open_payments_older_than_the_threshold(dashboard, seeded):
     assert text_of(dashboard, "stuck-count") == "3"
     stuck = re.search(r'id="stuck".*?</section>', dashboard, re.S).group(0)
@@ -579,12 +573,14 @@ def test_stuck_lists_open_payments_older_than_the_threshold(dashboard, seeded):
     assert "overdue" in stuck
 
 
+@pytest.mark.slow
 def test_stuck_follows_the_configured_minutes(client, app, seeded, monkeypatch):
     monkeypatch.setitem(app.config, "OPS_STUCK_MINUTES", 5)
     log_in(client)
     assert text_of(client.get("/ops").text, "stuck-count") == "4"
 
 
+@pytest.mark.slow
 def test_needs_review_counts_each_reason(dashboard, seeded):
     assert text_of(dashboard, "review-count") == "4"
     for reason in ("amount_mismatch", "fraud_challenge", "paid_after_cancel", "paid_after_expiry"):
@@ -595,6 +591,7 @@ def test_needs_review_counts_each_reason(dashboard, seeded):
         assert seeded[label].order_id in review
 
 
+@pytest.mark.slow
 def test_notifications_not_applied_are_counted_for_today_and_the_latest_listed(dashboard):
     assert text_of(dashboard, "rejected-title") == "Notifications not applied"
     assert text_of(dashboard, "rejected-bad_signature") == "2"
@@ -606,6 +603,7 @@ def test_notifications_not_applied_are_counted_for_today_and_the_latest_listed(d
     assert "no payment has this order id yet" in rejected
 
 
+@pytest.mark.slow
 def test_a_notification_that_failed_to_apply_shows_its_error_and_tries(client, seeded, monkeypatch):
     payment = seeded["C"]
     poison(monkeypatch, notifications, "apply_answer", payment)
@@ -622,6 +620,7 @@ def test_a_notification_that_failed_to_apply_shows_its_error_and_tries(client, s
     assert db.session.get(Payment, payment.id).status == "pending"
 
 
+@pytest.mark.slow
 def test_the_outbox_backlog_and_its_dead_letters(dashboard, seeded):
     assert text_of(dashboard, "backlog-undispatched") == "3"
     assert text_of(dashboard, "backlog-pending") == "2"
@@ -634,6 +633,7 @@ def test_the_outbox_backlog_and_its_dead_letters(dashboard, seeded):
     assert f'action="/ops/deliveries/{dead.id}/resend"' in row
 
 
+@pytest.mark.slow
 def test_workers_and_the_last_reconcile(dashboard):
     worker = re.search(r'id="worker".*?</section>', dashboard, re.S).group(0)
     alive, silent = worker.index("worker-a:101"), worker.index("worker-old:7")
@@ -657,6 +657,7 @@ def test_an_empty_database_shows_zeros_and_no_worker(client):
 # Search and the payment's page.
 
 
+@pytest.mark.slow
 def test_a_search_with_one_hit_opens_the_payment(client, seeded):
     log_in(client)
     payment = seeded["H"]
@@ -666,6 +667,7 @@ def test_a_search_with_one_hit_opens_the_payment(client, seeded):
         assert response.headers["Location"] == f"/ops/payments/{payment.id}"
 
 
+@pytest.mark.slow
 def test_a_search_for_an_order_with_several_attempts_lists_them(client, seeded):
     retry = Payment(
         order_id=seeded["E"].order_id,
@@ -686,6 +688,7 @@ def test_a_search_for_an_order_with_several_attempts_lists_them(client, seeded):
     assert retry.gateway_order_id in results
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("text", ["ORD-UNKNOWN", "' OR 1=1--", "x'; DROP TABLE payments;--"])
 def test_a_search_without_hits_says_so(client, seeded, text):
     log_in(client)
@@ -695,6 +698,7 @@ def test_a_search_without_hits_says_so(client, seeded, text):
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Payment)) == 12
 
 
+@pytest.mark.slow
 def test_the_payment_page_shows_the_full_history_with_links_to_notifications(client, seeded):
     log_in(client)
     payment = seeded["H"]
@@ -716,6 +720,7 @@ def test_the_payment_page_shows_the_full_history_with_links_to_notifications(cli
     assert text_of(page, "amount") == "Rp 300.000"
 
 
+@pytest.mark.slow
 def test_the_payment_page_shows_refunds_messages_deliveries_and_a_resend_for_dead_ones(
     client, seeded
 ):
@@ -734,6 +739,7 @@ def test_the_payment_page_shows_refunds_messages_deliveries_and_a_resend_for_dea
     assert messages.count(">Resend</button>") == 1
 
 
+@pytest.mark.slow
 def test_the_payment_page_shows_notifications_refused_before_they_were_matched(client, seeded):
     payment = seeded["C"]
     forged = notification(payment.gateway_order_id, "settlement", "100000.00")
@@ -745,6 +751,7 @@ def test_the_payment_page_shows_notifications_refused_before_they_were_matched(c
     assert "bad_signature" in notifications and "invalid" in notifications
 
 
+@pytest.mark.slow
 def test_hostile_text_in_a_notification_is_escaped(client, seeded):
     payment = seeded["C"]
     hostile = "</pre><script>alert(1)</script><img src=x onerror=alert(2)>"
@@ -777,6 +784,7 @@ def test_ops_pages_carry_the_html_security_headers(client):
 # Resend.
 
 
+@pytest.mark.slow
 def test_resend_queues_a_dead_letter_again(client, seeded):
     dead = db.session.scalar(sa.select(Delivery).where(Delivery.status == DeliveryStatus.DEAD))
     log_in(client)
@@ -795,6 +803,7 @@ def test_resend_queues_a_dead_letter_again(client, seeded):
     assert text_of(page, "backlog-dead") == "0"
 
 
+@pytest.mark.slow
 def test_resend_without_a_csrf_token_changes_nothing(client, app, seeded, monkeypatch):
     monkeypatch.setitem(app.config, "WTF_CSRF_ENABLED", True)
     dead = db.session.scalar(sa.select(Delivery).where(Delivery.status == DeliveryStatus.DEAD))
@@ -815,8 +824,8 @@ def test_resend_of_an_unknown_delivery_is_a_404(client):
 
 
 def test_a_heartbeat_keeps_its_start_and_moves_its_beat(client):
-    background.record_heartbeat("host:1", {"reconciled": 1}, now=wib(14, 0))
-    background.record_heartbeat("host:1", {"reconciled": 2}, now=wib(14, 1))
+    heartbeats.record_heartbeat("host:1", {"reconciled": 1}, now=wib(14, 0))
+    heartbeats.record_heartbeat("host:1", {"reconciled": 2}, now=wib(14, 1))
     beat = db.session.get(WorkerHeartbeat, "host:1")
     assert (beat.started_at, beat.beat_at) == (wib(14, 0), wib(14, 1))
     assert beat.last_round == {"reconciled": 2}

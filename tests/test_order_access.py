@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 
-from tests.conftest import CONFIRMATION_SECRET
+from tests.support.config import CONFIRMATION_SECRET
 from tests.test_api import create, stored, transaction_service_payload
 from tiketq import auth, worker
 from tiketq.extensions import db

@@ -14,14 +14,18 @@ import sqlalchemy as sa
 from flask import Flask
 from flask_migrate import upgrade
 
-from tests.conftest import _drop_database, _recreate_database, app_config
+from tests.support.config import app_config
+from tests.support.database import drop_database, recreate_database
 from tiketq import create_app
 from tiketq.extensions import db
 from tiketq.gateway import current_gateway
 from tiketq.metrics import DatabaseCollector
+from tiketq.ops import widgets
 from tiketq.outbound import current_outbound
-from tiketq.payments import background, notifications, queries
-from tiketq.staff import widgets
+from tiketq.payments import notifications, outbox, queries, reconcile
+
+# One module-wide fixture seeds a year of history before any test runs.
+pytestmark = pytest.mark.slow
 
 PLANS_DATABASE_URL = f"postgresql+psycopg2://postgres@127.0.0.1:5432/tiketq_plans_{os.getpid()}"
 # The tables that grow with every payment; a sequential scan of any of them grows with it.
@@ -104,7 +108,7 @@ ANALYZE;
 @pytest.fixture(scope="module")
 def seeded(midtrans_simulator: Any) -> Iterator[Flask]:
     """An app on a database of its own, migrated and seeded with a year of history."""
-    _recreate_database(PLANS_DATABASE_URL)
+    recreate_database(PLANS_DATABASE_URL)
     app = create_app(
         app_config(
             SQLALCHEMY_DATABASE_URI=PLANS_DATABASE_URL,
@@ -124,7 +128,7 @@ def seeded(midtrans_simulator: Any) -> Iterator[Flask]:
     yield app
     with app.app_context():
         db.engine.dispose()
-    _drop_database(PLANS_DATABASE_URL)
+    drop_database(PLANS_DATABASE_URL)
 
 
 def _selects_of(run: Callable[[], object]) -> list[tuple[str, Any]]:
@@ -192,11 +196,11 @@ def _payment_pages() -> None:
         ("metrics scrape", lambda app: list(DatabaseCollector().collect())),
         (
             "reconcile claim",
-            lambda app: background.reconcile_due(current_gateway(), now=LONG_AGO),
+            lambda app: reconcile.reconcile_due(current_gateway(), now=LONG_AGO),
         ),
-        ("expiry claim", lambda app: background.expire_overdue(current_gateway(), now=LONG_AGO)),
-        ("outbox dispatch claim", lambda app: background.dispatch_outbox(current_outbound())),
-        ("delivery claim", lambda app: background.deliver_due(current_outbound(), now=LONG_AGO)),
+        ("expiry claim", lambda app: reconcile.expire_overdue(current_gateway(), now=LONG_AGO)),
+        ("outbox dispatch claim", lambda app: outbox.dispatch_outbox(current_outbound())),
+        ("delivery claim", lambda app: outbox.deliver_due(current_outbound(), now=LONG_AGO)),
         (
             "inbox claim",
             lambda app: notifications.apply_waiting(current_gateway(), now=LONG_AGO),

@@ -16,14 +16,15 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask, current_app
 
-from tests.midtrans import settle
-from tests.test_ops_page import STAFF, log_in
+from tests.support.midtrans import settle
+from tests.support.staff import STAFF, log_in
 from tiketq import worker
 from tiketq.config import ConfigError, from_environ, validate
 from tiketq.extensions import db
 from tiketq.gateway import current_gateway
+from tiketq.ops import limiter
 from tiketq.outbound import current_outbound
-from tiketq.payments import background, retention, service
+from tiketq.payments import outbox, reconcile, retention, service
 from tiketq.payments.models import (
     Delivery,
     MaintenanceRun,
@@ -36,7 +37,6 @@ from tiketq.payments.models import (
     utcnow,
 )
 from tiketq.payments.retention import Retention
-from tiketq.staff import limiter
 
 DAY = timedelta(days=1)
 NOTHING = dict.fromkeys(retention.KINDS, 0)
@@ -289,8 +289,8 @@ def test_the_audit_is_clean_after_a_purge_of_paid_refunded_and_expired_payments(
         reason="Flight canceled",
         request_key="refund-1",
     )
-    assert background.expire_overdue(current_gateway(), now=utcnow() + 2 * DAY) == 1
-    background.dispatch_outbox(current_outbound())
+    assert reconcile.expire_overdue(current_gateway(), now=utcnow() + 2 * DAY) == 1
+    outbox.dispatch_outbox(current_outbound())
     db.session.execute(sa.update(Delivery).values(status="delivered", delivered_at=utcnow()))
     # Everything happened half a year ago.
     long_ago = sa.literal_column("interval '180 days'")
@@ -450,6 +450,7 @@ def explained(query: sa.Select[Any]) -> str:
     return "\n".join(row[0] for row in rows)
 
 
+@pytest.mark.slow
 def test_every_purge_candidate_query_reads_its_index_not_the_table(app):
     payments = [a_payment(f"X{n}") for n in range(100)]
     db.session.flush()

@@ -17,20 +17,18 @@ from flask import Flask
 from flask_migrate import upgrade
 from sqlalchemy.exc import ProgrammingError
 
-from tests.conftest import (
-    CLIENT_KEY,
-    SERVER_KEY,
-    TEST_DATABASE_URL,
-    Simulator,
-    _admin_execute,
-    app_config,
-)
+from tests.support.config import CLIENT_KEY, SERVER_KEY, TEST_DATABASE_URL, app_config
+from tests.support.database import admin_execute
+from tests.support.simulator import Simulator
 from tiketq import create_app
 from tiketq.config import ConfigError
 from tiketq.extensions import db
 from tiketq.gateway import current_gateway
 from tiketq.outbound import current_outbound
 from tiketq.worker import run_once
+
+# Each test builds scratch databases and migrates them.
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 # Copies of ../shared/reference/tiketq-schema, as PostgreSQL reports the other services' tables.
@@ -60,7 +58,7 @@ def fresh_database(suffix: str) -> Iterator[str]:
     """An empty database of this run's own, dropped afterwards; yields its URL."""
     url = sa.make_url(TEST_DATABASE_URL)
     url = url.set(database=f"{url.database}_{suffix}")
-    _admin_execute(
+    admin_execute(
         TEST_DATABASE_URL,
         f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)',
         f'CREATE DATABASE "{url.database}"',
@@ -68,7 +66,7 @@ def fresh_database(suffix: str) -> Iterator[str]:
     try:
         yield url.render_as_string(hide_password=False)
     finally:
-        _admin_execute(TEST_DATABASE_URL, f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)')
+        admin_execute(TEST_DATABASE_URL, f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)')
 
 
 def run_sql(url: str, statement: str, params: dict[str, Any] | None = None) -> list[Any]:
@@ -357,7 +355,7 @@ def payment_role() -> Iterator[str]:
     """A role name of this test's own; the role is dropped afterwards (after its database)."""
     role = f"tiketq_payment_{uuid.uuid4().hex[:8]}"
     yield role
-    _admin_execute(TEST_DATABASE_URL, f'DROP ROLE IF EXISTS "{role}"')
+    admin_execute(TEST_DATABASE_URL, f'DROP ROLE IF EXISTS "{role}"')
 
 
 def create_role(url: str, role: str) -> None:

@@ -21,12 +21,12 @@ import requests
 import sqlalchemy as sa
 from werkzeug.security import generate_password_hash
 
-from tests.processes import READY_SECONDS, Served
-from tests.test_ops_page import PASSWORD, STAFF, csrf_token, log_in
+from tests.support.processes import READY_SECONDS, Served
+from tests.support.staff import PASSWORD, STAFF, csrf_token, log_in
 from tiketq.extensions import db
+from tiketq.ops import accounts, limiter
+from tiketq.ops.sessions import StaffSession
 from tiketq.payments.models import utcnow
-from tiketq.staff import accounts, limiter
-from tiketq.staff.sessions import StaffSession
 
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 NEW_STAFF = "alice:" + generate_password_hash("another long password", method="pbkdf2:sha256:1000")
@@ -274,6 +274,7 @@ def try_login(url: str, client: requests.Session, name: str, password: str, atte
     )
 
 
+@pytest.mark.slow
 def test_three_gunicorn_workers_share_one_login_limit_in_redis(gunicorn):
     url, server, name = gunicorn
     deadline = time.monotonic() + READY_SECONDS
@@ -297,6 +298,7 @@ def test_three_gunicorn_workers_share_one_login_limit_in_redis(gunicorn):
     assert int(wrong.headers["Retry-After"]) > 0 and int(right.headers["Retry-After"]) > 0
 
 
+@pytest.mark.slow
 def test_logins_racing_on_three_workers_check_no_more_passwords_than_the_limit(gunicorn):
     url, _, name = gunicorn
     racers = 4 * WORKERS

@@ -22,6 +22,9 @@ import sqlalchemy as sa
 from benchmarks.common import free_port, sql
 from drills.harness import Cluster
 
+# Each test runs flask and gunicorn in subprocesses against a PostgreSQL cluster of its own.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 # Generous for a busy 2-core machine; a quiet one migrates, or is serving, in a few seconds.

@@ -14,9 +14,9 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import SERVER_KEY
-from tests.midtrans import apply_inbox, deliver, notification, settle, sign
-from tests.payments import poison
+from tests.support.config import SERVER_KEY
+from tests.support.midtrans import apply_inbox, deliver, notification, settle, sign
+from tests.support.payments import poison
 from tiketq.extensions import db
 from tiketq.gateway import current_gateway
 from tiketq.payments import notifications, retention

@@ -8,13 +8,16 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import OperationalError
 
-from tests.conftest import TEST_DATABASE_URL
-from tests.payments import open_payment
+from tests.support.config import TEST_DATABASE_URL
+from tests.support.payments import open_payment
 from tiketq import worker
 from tiketq.extensions import db
 from tiketq.gateway import current_gateway
 from tiketq.payments import notifications
 from tiketq.payments.models import Notification, OutboxMessage, Payment
+
+# Every test commits for real, the tables truncated after it.
+pytestmark = pytest.mark.slow
 
 # Generous for a busy 2-core machine: a request or a worker round takes well under a second.
 JOIN_SECONDS = 30

@@ -17,14 +17,14 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import CLIENT_KEY, SERVER_KEY, TEST_DATABASE_URL
-from tests.midtrans import notification
-from tests.payments import open_payment, poison
+from tests.support.config import CLIENT_KEY, SERVER_KEY, TEST_DATABASE_URL
+from tests.support.midtrans import notification
+from tests.support.payments import open_payment, poison
 from tiketq import worker
 from tiketq.extensions import db
 from tiketq.gateway import current_gateway
 from tiketq.outbound import TRANSACTION_SERVICE, Outbound, current_outbound
-from tiketq.payments import background, notifications
+from tiketq.payments import notifications, outbox, reconcile
 from tiketq.payments.models import (
     Delivery,
     Notification,
@@ -34,6 +34,9 @@ from tiketq.payments.models import (
     work_failed,
 )
 from tiketq.wakeup import Wakeup
+
+# Every test runs worker rounds or a worker process on real commits.
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 # Generous for a busy 2-core machine; a quiet one needs a second or two for each.
@@ -323,7 +326,7 @@ def test_a_delivery_that_raises_is_a_failed_attempt_and_the_others_are_delivered
         notify(worker_app, midtrans_simulator, payment)
     with worker_app.app_context():
         notifications.apply_waiting(current_gateway())
-        background.dispatch_outbox(current_outbound())
+        outbox.dispatch_outbox(current_outbound())
     real = Outbound.send
 
     def send(self, destination, url, event_id, payload):
@@ -334,7 +337,7 @@ def test_a_delivery_that_raises_is_a_failed_attempt_and_the_others_are_delivered
     monkeypatch.setattr(Outbound, "send", send)
     now = utcnow()
     with worker_app.app_context():
-        assert background.deliver_due(current_outbound(), now=now) == 4
+        assert outbox.deliver_due(current_outbound(), now=now) == 4
         deliveries = {
             (d.message.payload["order_id"], d.destination): d
             for d in db.session.scalars(sa.select(Delivery))
@@ -364,17 +367,17 @@ def test_a_reconcile_that_raises_checks_that_payment_later_and_the_others_now(
                 .values(next_check_at=now - timedelta(seconds=1))
             )
         db.session.commit()
-    poison(monkeypatch, background, "apply_answer", bad)
+    poison(monkeypatch, reconcile, "apply_answer", bad)
 
     with worker_app.app_context():
-        assert background.reconcile_due(current_gateway(), now=now) == 3
+        assert reconcile.reconcile_due(current_gateway(), now=now) == 3
         checked = {p.id: db.session.get(Payment, p.id) for p in payments}
         assert [checked[p.id].status for p in payments] == ["success", "pending", "success"]
         pushed = checked[bad.id]
         assert pushed.checks == 1
         assert pushed.next_check_at == now + notifications.retry_delay(1)
         # Not due again in this round's time: the next round asks about the others first.
-        assert background.reconcile_due(current_gateway(), now=now) == 0
+        assert reconcile.reconcile_due(current_gateway(), now=now) == 0
     assert failures == ["reconcile"]
 
 

@@ -20,12 +20,12 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         docs,
         errors,
         gateway,
+        health,
         logs,
         metrics,
         ops,
         outbound,
         security,
-        staff,
         webhooks,
         worker,
     )
@@ -52,12 +52,14 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     gateway.init_app(app)
     outbound.init_app(app)
     auth.init_app(app)
-    for blueprint in (api.bp, webhooks.bp, ops.bp, docs.bp, checkout.bp):
+    for blueprint in (api.bp, webhooks.bp, health.bp, docs.bp, checkout.bp):
         app.register_blueprint(blueprint)
-    staff.init_app(app)
+    ops.init_app(app)
     # Pages name details as the code does, so a renamed one cannot silently stop matching.
     app.jinja_env.globals["StatusDetail"] = StatusDetail
-    app.session_interface = PageSessionInterface([api.bp.url_prefix, "/webhook/"])
+    api_prefix = api.bp.url_prefix
+    assert api_prefix is not None  # the blueprint is made with one; Flask types it optional
+    app.session_interface = PageSessionInterface([api_prefix, "/webhook/"])
     security.init_app(app)
     errors.init_app(app)
     app.cli.add_command(worker.cli)
@@ -65,6 +67,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     if hops:
         # Outermost, so that everything inside sees the traveller's address and scheme. Not the
         # host, port or prefix: our addresses come from PUBLIC_BASE_URL, whatever a header says.
+        # Flask's documented way to add WSGI middleware, which mypy takes for patching a method.
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
             app.wsgi_app, x_for=hops, x_proto=hops
         )

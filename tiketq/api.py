@@ -22,7 +22,8 @@ from tiketq.gateway import (
     GatewayTimeout,
     current_gateway,
 )
-from tiketq.payments import background, queries, service
+from tiketq.openapi import Alias, Link, Operation
+from tiketq.payments import queries, reconcile, service
 from tiketq.payments.errors import (
     IdempotencyKeyReused,
     InvalidOrder,
@@ -32,6 +33,7 @@ from tiketq.payments.errors import (
     PaymentNotFound,
 )
 from tiketq.payments.models import Payment
+from tiketq.payments.orders import CALLER_ORDER_ID_PATTERN
 from tiketq.schemas import (
     CancelRequest,
     PaymentCreate,
@@ -48,7 +50,7 @@ bp = Blueprint("api", __name__, url_prefix="/payments")
 M = TypeVar("M", bound=BaseModel)
 
 _PAYMENT_LIST = TypeAdapter(list[PaymentOut])
-_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 _DOMAIN_STATUS: dict[type[PaymentError], int] = {
     PaymentNotFound: 404,
@@ -56,6 +58,36 @@ _DOMAIN_STATUS: dict[type[PaymentError], int] = {
     PaymentConflict: 409,
     InvalidTransition: 409,
     IdempotencyKeyReused: 422,
+}
+
+_PATH_PARAMETERS: dict[str, dict[str, Any]] = {
+    # Flask's default converter takes any text up to the next slash.
+    "payment_id": {
+        "type": "string",
+        "pattern": "^[^/]+$",
+        "description": "the payment's UUID, or a legacy `payment-<order_id>` (its latest attempt)",
+    },
+    "order_id": {"type": "string", "pattern": CALLER_ORDER_ID_PATTERN},
+}
+# 401 too without keys required: a key that is given is checked.
+_CREATE_ERRORS = (400, 401, 409, 413, 415, 422, 502, 503, 504)
+_STAFF_ERRORS = (400, 404, 409, 413, 415, 502, 503, 504)
+_READ_ERRORS = (404, 503)
+# What a caller can do next with the payment a create answers with.
+_NEXT_STEPS = {
+    "GetPayment": Link("getPayment", "payment_id", "id"),
+    "GetPaymentStatus": Link("getPaymentStatus", "payment_id", "id"),
+    "CancelPayment": Link("cancelPayment", "payment_id", "id"),
+    "RefundPayment": Link("refundPayment", "payment_id", "id"),
+    "GetOrderPayments": Link("getOrderPayments", "order_id", "order_id"),
+}
+# The bodies Swagger UI offers under "Try it out"; a test checks that the models accept them.
+_CREATE_EXAMPLE = {
+    "order_id": "ORD-20261126-0001",
+    "amount": 150000,
+    "payment_method": "e_wallet",
+    "customer_details": {"email": "sari.dewi@example.co.id", "first_name": "Sari"},
+    "item_details": [{"id": "TKT-1", "name": "Jakarta - Bandung", "price": 150000}],
 }
 
 
@@ -104,7 +136,7 @@ def _body() -> dict[str, Any]:
 
 def _idempotency_key() -> str | None:
     key = request.headers.get("Idempotency-Key")
-    if key is not None and not _IDEMPOTENCY_KEY.match(key):
+    if key is not None and not IDEMPOTENCY_KEY.match(key):
         raise _Refused(400, "Idempotency-Key must be 1-255 printable ASCII characters")
     return key
 
@@ -135,6 +167,22 @@ def _no_nul_in_ids(endpoint: str | None, values: dict[str, Any] | None) -> None:
 
 @bp.post("")
 @bp.post("/")
+@Operation(
+    operation_id="createPayment",
+    tag="payments",
+    success=(201, PaymentOut, "The payment, with its Snap token and redirect URL"),
+    links=_NEXT_STEPS,
+    errors=_CREATE_ERRORS,
+    body=PaymentCreate,
+    example=_CREATE_EXAMPLE,
+    idempotency_key=IDEMPOTENCY_KEY,
+    auth="create",
+    alias=Alias(
+        "/payments/",
+        "createPaymentTrailingSlash",
+        "at the path callers of the replaced service use",
+    ),
+)
 def create_payment() -> Response:
     """Open a payment for an order (idempotent per order and per Idempotency-Key)."""
     key = _idempotency_key()
@@ -151,16 +199,32 @@ def create_payment() -> Response:
 
 
 @bp.get("/<payment_id>")
+@Operation(
+    operation_id="getPayment",
+    tag="payments",
+    success=(200, PaymentOut, "The payment"),
+    errors=_READ_ERRORS,
+    path_parameters=_PATH_PARAMETERS,
+    auth="caller",
+)
 def get_payment(payment_id: str) -> Response:
     """Read one payment."""
     return _json(_out(queries.get_payment(payment_id)))
 
 
 @bp.get("/<payment_id>/status")
+@Operation(
+    operation_id="getPaymentStatus",
+    tag="payments",
+    success=(200, PaymentStatusOut, "The payment's status"),
+    errors=_READ_ERRORS,
+    path_parameters=_PATH_PARAMETERS,
+    auth="caller",
+)
 def get_payment_status(payment_id: str) -> Response:
-    """Read one payment's status, asking Midtrans first if it is open and not checked lately."""
+    """Read a payment's status, asking Midtrans first if it is open and not checked lately."""
     payment = queries.get_payment(payment_id)
-    refreshed = background.refresh_if_stale(
+    refreshed = reconcile.refresh_if_stale(
         payment.id,
         current_gateway(),
         min_interval=timedelta(seconds=current_app.config["STATUS_REFRESH_SECONDS"]),
@@ -169,9 +233,20 @@ def get_payment_status(payment_id: str) -> Response:
 
 
 @bp.post("/<payment_id>/cancel")
+@Operation(
+    operation_id="cancelPayment",
+    tag="payments",
+    success=(200, PaymentOut, "The canceled payment"),
+    errors=_STAFF_ERRORS,
+    body=CancelRequest,
+    body_required=False,
+    example={"reason": "the traveller changed plans"},
+    path_parameters=_PATH_PARAMETERS,
+    auth="staff",
+)
 @require_admin
 def cancel_payment(payment_id: str) -> Response:
-    """Cancel a payment that is not paid yet (staff and authorised callers)."""
+    """Cancel a payment that is not paid yet (staff key)."""
     body = _validated(CancelRequest, _body() if request.content_length else {})
     payment = queries.get_payment(payment_id)
     canceled = service.cancel_payment(
@@ -181,9 +256,20 @@ def cancel_payment(payment_id: str) -> Response:
 
 
 @bp.post("/<payment_id>/refund")
+@Operation(
+    operation_id="refundPayment",
+    tag="payments",
+    success=(200, RefundOut, "The refund and the payment after it"),
+    errors=_STAFF_ERRORS,
+    body=RefundCreate,
+    example={"amount": 50000, "reason": "one of three tickets returned"},
+    path_parameters=_PATH_PARAMETERS,
+    idempotency_key=IDEMPOTENCY_KEY,
+    auth="staff",
+)
 @require_admin
 def refund_payment(payment_id: str) -> Response:
-    """Refund part or all of a settled payment; the same Idempotency-Key refunds once."""
+    """Refund part or all of a settled payment; one Idempotency-Key refunds once (staff key)."""
     key = _idempotency_key()
     body = _validated(RefundCreate, _body())
     payment = queries.get_payment(payment_id)
@@ -200,6 +286,14 @@ def refund_payment(payment_id: str) -> Response:
 
 
 @bp.get("/order/<order_id>")
+@Operation(
+    operation_id="getOrderPayments",
+    tag="payments",
+    success=(200, {"type": "array", "items": PaymentOut}, "The attempts"),
+    errors=_READ_ERRORS,
+    path_parameters=_PATH_PARAMETERS,
+    auth="caller",
+)
 def get_order_payments(order_id: str) -> Response:
     """List an order's payment attempts, newest first."""
     payments = queries.payments_for_order(order_id)

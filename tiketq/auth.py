@@ -10,7 +10,7 @@ import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import ParamSpec, TypeVar
 
 import click
 from flask import Flask, Response, current_app, request
@@ -24,7 +24,8 @@ EXTENSION_KEY = "tiketq.api_keys"
 HASH_PREFIX = "sha256:"
 # What may name a key in `name=value`; base64 keys fit it too, so `=` after it decides (see parse).
 _NAME = re.compile(r"[A-Za-z0-9._:-]+")
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -133,14 +134,14 @@ def request_key() -> ApiKey | None:
     return identify(_presented_key())
 
 
-def require_admin(view: F) -> F:
+def require_admin(view: Callable[P, R]) -> Callable[P, R | Response]:
     """Refuse the view with 401 unless the request carries a staff key."""
 
     @functools.wraps(view)
-    def guarded(*args: Any, **kwargs: Any) -> Any:
+    def guarded(*args: P.args, **kwargs: P.kwargs) -> R | Response:
         return authenticate(admin=True) or view(*args, **kwargs)
 
-    return guarded  # type: ignore[return-value]
+    return guarded
 
 
 @click.command("api-key")

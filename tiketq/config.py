@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import secrets
@@ -285,6 +286,16 @@ def validate(config: Mapping[str, Any]) -> None:
             raise ConfigError(
                 "MIDTRANS_IS_PRODUCTION=true refuses weak settings:\n- " + "\n- ".join(weak)
             )
+    # The production image leaves the simulator out; mounting it there would end in an
+    # ImportError's traceback instead of what to set.
+    in_app = config.get("MIDTRANS_SIMULATOR_IN_APP")
+    if in_app and importlib.util.find_spec("midtrans_simulator") is None:
+        raise ConfigError(
+            "The in-app Midtrans simulator is not installed (the production image leaves "
+            "midtrans_simulator out): set MIDTRANS_SERVER_KEY and MIDTRANS_CLIENT_KEY, with "
+            "MIDTRANS_SIMULATOR unset or false; or use the dev image (docker build --target dev) "
+            "or `make run`"
+        )
     _validate_public_base_url(config.get("PUBLIC_BASE_URL"))
     _validate_finish_url(
         config.get("FINISH_URL"), production=bool(config.get("MIDTRANS_IS_PRODUCTION"))

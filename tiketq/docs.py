@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from importlib.resources import files
 
-from flask import Blueprint, Response, abort, current_app, render_template, send_from_directory
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    jsonify,
+    render_template,
+    send_from_directory,
+)
 
 from tiketq import openapi
 
@@ -24,7 +32,7 @@ def _only_when_enabled() -> None:
 def openapi_json() -> Response:
     """The OpenAPI 3.1 document of the API, as this deployment guards it."""
     config = current_app.config
-    return current_app.json.response(
+    return jsonify(
         openapi.document(
             callers_need_keys=config["API_AUTH_REQUIRED"],
             anonymous_create=config["API_ALLOW_ANONYMOUS_CREATE"],

@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Flask, Response, json
 from sqlalchemy.exc import DBAPIError, OperationalError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +20,7 @@ def json_error(status: int, detail: str, errors: list[dict[str, Any]] | None = N
 
 def _http_error(exc: HTTPException) -> Response:
     response = json_error(exc.code or 500, exc.description or exc.name)
-    if exc.code == 405 and exc.valid_methods:
+    if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
         response.headers["Allow"] = ", ".join(exc.valid_methods)
     return response
 

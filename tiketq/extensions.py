@@ -3,7 +3,7 @@
 import functools
 import os
 import select
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import sqlalchemy as sa
 from flask import Flask
@@ -27,6 +27,10 @@ NAMING_CONVENTION = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+    if TYPE_CHECKING:
+        # SQLAlchemy types it as any FromClause; every model here maps a plain Table.
+        __table__: ClassVar[sa.Table]
 
 
 # What a working database URL looks like, in the messages that refuse one.
@@ -103,6 +107,14 @@ def cannot_connect(url: sa.URL, error: OperationalError) -> ConfigError:
 
 db = Database(model_class=Base)
 migrate = Migrate()
+
+# The base of the models. mypy takes no class made at run time as a base (python/mypy#8603);
+# db.Model is Base's body on Flask-SQLAlchemy's mixins, whose only addition, the legacy
+# Model.query, is not used.
+if TYPE_CHECKING:
+    Model = Base
+else:
+    Model = db.Model
 
 
 def release_session(exc: BaseException | None) -> None:

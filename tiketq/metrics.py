@@ -78,8 +78,9 @@ AUTH_FAILURES = Counter(
 _WAITING = Notification.outcome.in_(
     [NotificationOutcome.RECEIVED.value, NotificationOutcome.FAILED.value]
 ) & Notification.next_attempt_at.is_not(None)
-# Waiting rows use the inbox's partial index; failed ones are few.
-_INBOX_BACKLOG = sa.select(
+# Waiting rows use the inbox's partial index; failed ones are few. Annotated: SQLAlchemy types
+# a scalar subquery of a count as Any.
+_INBOX_BACKLOG: sa.Select[int, int, int] = sa.select(
     sa.select(sa.func.count()).where(_WAITING).scalar_subquery(),
     sa.select(sa.func.count()).where(_WAITING, Notification.attempts > 0).scalar_subquery(),
     sa.select(sa.func.count())

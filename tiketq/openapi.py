@@ -1,96 +1,38 @@
-"""The OpenAPI 3.1 document of the service, built from the pydantic models that check requests."""
+"""The OpenAPI 3.1 document, built from the app's rules and what its views declare."""
 
 from __future__ import annotations
 
-import functools
 import re
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, TypeAlias, TypeVar
 
-from pydantic import BaseModel, Field
+from flask import Flask, current_app
+from pydantic import BaseModel
+from werkzeug.routing import Rule
 
-from tiketq.api import _IDEMPOTENCY_KEY
-from tiketq.payments.orders import CALLER_ORDER_ID_PATTERN
-from tiketq.schemas import (
-    CancelRequest,
-    ErrorOut,
-    PaymentCreate,
-    PaymentOut,
-    PaymentStatusOut,
-    RefundCreate,
-    RefundOut,
-)
+from tiketq.schemas import ErrorOut
 
 REF_TEMPLATE = "#/components/schemas/{model}"
-_KEY_SECURITY = [{"bearerAuth": []}, {"apiKeyAuth": []}]
+# A JSON schema in which a pydantic model stands for its $ref; or a model alone.
+Schema: TypeAlias = type[BaseModel] | Mapping[str, Any]
+# A status, what its body looks like, and what it means.
+Answer: TypeAlias = tuple[int, Schema, str]
 # Who must present an API key: nobody; every caller when API_AUTH_REQUIRED is set ("create":
 # unless API_ALLOW_ANONYMOUS_CREATE is set too); staff, always.
 Auth = Literal["none", "caller", "create", "staff"]
+Tag = Literal["payments", "webhooks", "health"]
+F = TypeVar("F", bound=Callable[..., Any])
+_Mode = Literal["validation", "serialization"]
 
+_DECLARATION = "openapi_operation"
+_UNDOCUMENTED_METHODS = {"HEAD", "OPTIONS"}
 
-class NotificationAck(BaseModel):
-    """What the webhook tells Midtrans; any status but 200 makes Midtrans send it again."""
-
-    outcome: Literal["accepted", "bad_signature", "status_mismatch", "malformed"]
-    notification_id: int
-    detail: str | None
-
-
-class Health(BaseModel):
-    """Liveness."""
-
-    status: Literal["ok"]
-    service: str
-
-
-class Migrations(BaseModel):
-    """The schema revision the database is at, and the one the code expects."""
-
-    current: list[str] = Field(default_factory=list)
-    head: list[str]
-
-
-class Readiness(BaseModel):
-    """Readiness: whether the database answers and is migrated."""
-
-    status: Literal["ok", "unavailable"]
-    database: str
-    migrations: Migrations | None = None
-
-
-# Request models are described as pydantic validates them, response models as it writes them.
-_MODELS: tuple[tuple[type[BaseModel], Literal["validation", "serialization"]], ...] = (
-    (PaymentCreate, "validation"),
-    (CancelRequest, "validation"),
-    (RefundCreate, "validation"),
-    (PaymentOut, "serialization"),
-    (PaymentStatusOut, "serialization"),
-    (RefundOut, "serialization"),
-    (ErrorOut, "serialization"),
-    (NotificationAck, "serialization"),
-    (Health, "serialization"),
-    (Readiness, "serialization"),
-)
-
-_PATH_PARAMETERS: dict[str, dict[str, Any]] = {
-    # Flask's default converter takes any text up to the next slash.
-    "payment_id": {
-        "type": "string",
-        "pattern": "^[^/]+$",
-        "description": "the payment's UUID, or a legacy `payment-<order_id>` (its latest attempt)",
-    },
-    "order_id": {"type": "string", "pattern": CALLER_ORDER_ID_PATTERN},
+_TAGS: dict[Tag, str] = {
+    "payments": "The JSON API for the gateway and services",
+    "webhooks": "Midtrans's notification URL",
+    "health": "Health checks",
 }
-
-_IDEMPOTENCY_HEADER = {
-    "name": "Idempotency-Key",
-    "in": "header",
-    "required": False,
-    "description": "a retry with the same key and body gets the first answer, not a second effect",
-    "schema": {"type": "string", "pattern": _IDEMPOTENCY_KEY.pattern},
-}
-
-_RETRY_AFTER = {"Retry-After": {"description": "seconds", "schema": {"type": "integer"}}}
 
 _ERRORS: dict[int, str] = {
     400: "The body, its JSON, a header or the order is invalid; `errors` says which field",
@@ -111,284 +53,220 @@ _ERRORS: dict[int, str] = {
 
 
 @dataclass(frozen=True)
-class Route:
-    """One documented operation: a Flask rule, a method, and what it answers."""
+class Link:
+    """An operation a caller can go on to, with a field of this answer as its parameter."""
 
-    method: str
+    operation_id: str
+    parameter: str
+    body_field: str
+
+
+@dataclass(frozen=True)
+class Alias:
+    """A second rule of the same view: its own operationId, and why the second path exists."""
+
     rule: str
     operation_id: str
-    summary: str
-    tag: str
-    success: tuple[int, dict[str, Any]]
-    errors: tuple[int, ...] = ()
-    body: dict[str, Any] | None = None
-    body_required: bool = True
-    idempotent: bool = False
-    auth: Auth = "none"
-    refusals: dict[int, dict[str, Any]] = field(default_factory=dict)
+    note: str
 
-    @property
-    def path(self) -> str:
-        """The rule in OpenAPI's template syntax: <payment_id> becomes {payment_id}."""
-        return openapi_path(self.rule)
+
+@dataclass(frozen=True)
+class Operation:
+    """Decorator: what a view answers; its method and path are its Flask rules'."""
+
+    # Explicit, so that renaming a function cannot rename what generated clients call.
+    operation_id: str
+    tag: Tag
+    success: Answer
+    errors: tuple[int, ...] = ()
+    # Answers other than the error body, such as the webhook's refusals that Midtrans retries.
+    refusals: tuple[Answer, ...] = ()
+    links: Mapping[str, Link] = field(default_factory=dict)
+    body: Schema | None = None
+    body_required: bool = True
+    example: Mapping[str, Any] | None = None
+    # Looked up by the names in the rule, so one mapping may serve a whole blueprint.
+    path_parameters: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # The pattern the view itself checks the header with, so the two cannot disagree.
+    idempotency_key: re.Pattern[str] | None = None
+    auth: Auth = "none"
+    alias: Alias | None = None
+    # None: the first line of the view's docstring, so that the two are written once.
+    summary: str | None = None
+
+    def __call__(self, view: F) -> F:
+        """Store the declaration on the view, where the document's builder reads it."""
+        summary = self.summary or (view.__doc__ or "").strip().splitlines()[0].rstrip(".")
+        setattr(view, _DECLARATION, replace(self, summary=summary))
+        return view
+
+
+def declaration(view: Callable[..., Any]) -> Operation | None:
+    """The operation a view declares, or None for a view the document leaves out."""
+    declared = getattr(view, _DECLARATION, None)
+    return declared if isinstance(declared, Operation) else None
 
 
 def openapi_path(rule: str) -> str:
-    """A Flask rule in OpenAPI's template syntax."""
+    """A Flask rule in OpenAPI's template syntax: <payment_id> becomes {payment_id}."""
     return re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule)
 
 
-def _ref(model: type[BaseModel]) -> dict[str, str]:
-    return {"$ref": REF_TEMPLATE.format(model=model.__name__)}
+class _Builder:
+    """Operations for one auth setting, and the models their schemas name."""
+
+    def __init__(self, *, callers_need_keys: bool, anonymous_create: bool) -> None:
+        self.callers_need_keys = callers_need_keys
+        self.anonymous_create = anonymous_create
+        # Request models are described as pydantic validates them, responses as it writes them.
+        self.models: dict[type[BaseModel], _Mode] = {}
+
+    def schema(self, schema: Any, mode: _Mode) -> Any:
+        """A fresh copy of the schema with each model replaced by its $ref."""
+        if isinstance(schema, type) and issubclass(schema, BaseModel):
+            if self.models.setdefault(schema, mode) != mode:
+                raise ValueError(f"{schema.__name__} would need a request and a response schema")
+            return {"$ref": REF_TEMPLATE.format(model=schema.__name__)}
+        if isinstance(schema, Mapping):
+            return {key: self.schema(value, mode) for key, value in schema.items()}
+        if isinstance(schema, list | tuple):
+            return [self.schema(item, mode) for item in schema]
+        return schema
+
+    def answer(self, description: str, schema: Schema) -> dict[str, Any]:
+        """A response with a JSON body."""
+        content = {"application/json": {"schema": self.schema(schema, "serialization")}}
+        return {"description": description, "content": content}
+
+    def key_required(self, auth: Auth) -> bool:
+        """Whether this deployment refuses the operation without a key."""
+        if auth == "create":
+            return self.callers_need_keys and not self.anonymous_create
+        return auth == "staff" or (auth == "caller" and self.callers_need_keys)
+
+    def responses(self, declared: Operation, *, key_required: bool) -> dict[str, Any]:
+        """The operation's answers by status."""
+        status, schema, description = declared.success
+        answers = {status: self.answer(description, schema)}
+        if declared.links:
+            answers[status]["links"] = {
+                name: {
+                    "operationId": link.operation_id,
+                    "parameters": {link.parameter: f"$response.body#/{link.body_field}"},
+                }
+                for name, link in declared.links.items()
+            }
+        for code in {*declared.errors, 401} if key_required else declared.errors:
+            answers[code] = self.answer(_ERRORS[code], ErrorOut)
+            if code == 503:
+                answers[code]["headers"] = {
+                    "Retry-After": {"description": "seconds", "schema": {"type": "integer"}}
+                }
+        for code, schema, description in declared.refusals:
+            answers[code] = self.answer(description, schema)
+        return {str(code): answers[code] for code in sorted(answers)}
+
+    def parameters(self, declared: Operation, rule: Rule) -> list[dict[str, Any]]:
+        """The rule's path parameters, then the Idempotency-Key header if the view takes one."""
+        parameters = []
+        for name in re.findall(r"{([^}]+)}", openapi_path(rule.rule)):
+            if name not in declared.path_parameters:
+                raise ValueError(
+                    f"{rule.rule} has <{name}>, which {rule.endpoint} does not describe"
+                )
+            schema = self.schema(declared.path_parameters[name], "validation")
+            parameters.append({"name": name, "in": "path", "required": True, "schema": schema})
+        if declared.idempotency_key is not None:
+            parameters.append(
+                {
+                    "name": "Idempotency-Key",
+                    "in": "header",
+                    "required": False,
+                    "description": (
+                        "a retry with the same key and body gets the first answer, "
+                        "not a second effect"
+                    ),
+                    "schema": {"type": "string", "pattern": declared.idempotency_key.pattern},
+                }
+            )
+        return parameters
+
+    def operation(
+        self, declared: Operation, rule: Rule, operation_id: str, summary: str
+    ) -> dict[str, Any]:
+        """The OpenAPI operation one rule of a view is."""
+        key_required = self.key_required(declared.auth)
+        operation: dict[str, Any] = {
+            "operationId": operation_id,
+            "summary": summary,
+            "tags": [declared.tag],
+            "responses": self.responses(declared, key_required=key_required),
+        }
+        parameters = self.parameters(declared, rule)
+        if parameters:
+            operation["parameters"] = parameters
+        if declared.body is not None:
+            media: dict[str, Any] = {"schema": self.schema(declared.body, "validation")}
+            if declared.example is not None:
+                media["example"] = self.schema(declared.example, "validation")
+            operation["requestBody"] = {
+                "required": declared.body_required,
+                "content": {"application/json": media},
+            }
+        if key_required:
+            operation["security"] = [{"bearerAuth": []}, {"apiKeyAuth": []}]
+        return operation
+
+    def component_schemas(self) -> dict[str, Any]:
+        """Every named model's JSON schema, with the models it nests, keyed by model name."""
+        schemas: dict[str, Any] = {}
+        for model, mode in self.models.items():
+            schema = model.model_json_schema(ref_template=REF_TEMPLATE, mode=mode)
+            for name, sub in {**schema.pop("$defs", {}), model.__name__: schema}.items():
+                if schemas.setdefault(name, sub) != sub:
+                    raise ValueError(f"two different JSON schemas are both named {name}")
+        return schemas
 
 
-def _json(schema: dict[str, Any], example: dict[str, Any] | None = None) -> dict[str, Any]:
-    media = {"schema": schema} if example is None else {"schema": schema, "example": example}
-    return {"application/json": media}
+def _method(rule: Rule) -> str:
+    # One declaration is one operation, so a documented rule serves one method.
+    (method,) = (rule.methods or set()) - _UNDOCUMENTED_METHODS
+    return method
 
 
-def _answer(description: str, schema: dict[str, Any], **more: Any) -> dict[str, Any]:
-    return {"description": description, "content": _json(schema), **more}
+def _named_rules(declared: Operation, rules: list[Rule]) -> Iterator[tuple[Rule, str, str]]:
+    """Each rule of one view with its operationId and summary."""
+    aliased = [rule for rule in rules if declared.alias and rule.rule == declared.alias.rule]
+    main = [rule for rule in rules if rule not in aliased]
+    if len(main) != 1 or (declared.alias is not None and len(aliased) != 1):
+        raise ValueError(
+            f"the rules {[rule.rule for rule in rules]} of {declared.operation_id} "
+            f"do not fit its declared alias, {declared.alias}"
+        )
+    # Always set once decorated (__call__ falls back to the docstring).
+    yield main[0], declared.operation_id, declared.summary or ""
+    if declared.alias is not None:
+        summary = f"Same as {_method(main[0])} {openapi_path(main[0].rule)}, {declared.alias.note}"
+        yield aliased[0], declared.alias.operation_id, summary
 
 
-def _link(operation_id: str, parameter: str, field_name: str) -> dict[str, Any]:
-    return {"operationId": operation_id, "parameters": {parameter: f"$response.body#/{field_name}"}}
-
-
-# Bodies Swagger UI offers under "Try it out"; a test checks that the models accept them.
-EXAMPLES: dict[type[BaseModel], dict[str, Any]] = {
-    PaymentCreate: {
-        "order_id": "ORD-20261126-0001",
-        "amount": 150000,
-        "payment_method": "e_wallet",
-        "customer_details": {"email": "sari.dewi@example.co.id", "first_name": "Sari"},
-        "item_details": [{"id": "TKT-1", "name": "Jakarta - Bandung", "price": 150000}],
-    },
-    CancelRequest: {"reason": "the traveller changed plans"},
-    RefundCreate: {"amount": 50000, "reason": "one of three tickets returned"},
-}
-
-# What a caller can do next with the payment a create answers with.
-_NEXT_STEPS = {
-    "GetPayment": _link("getPayment", "payment_id", "id"),
-    "GetPaymentStatus": _link("getPaymentStatus", "payment_id", "id"),
-    "CancelPayment": _link("cancelPayment", "payment_id", "id"),
-    "RefundPayment": _link("refundPayment", "payment_id", "id"),
-    "GetOrderPayments": _link("getOrderPayments", "order_id", "order_id"),
-}
-_CREATED = (
-    201,
-    _answer(
-        "The payment, with its Snap token and redirect URL", _ref(PaymentOut), links=_NEXT_STEPS
-    ),
-)
-# 401 too without keys required: a key that is given is checked.
-_CREATE_ERRORS = (400, 401, 409, 413, 415, 422, 502, 503, 504)
-_ADMIN_ERRORS = (400, 404, 409, 413, 415, 502, 503, 504)
-_NOTIFICATION = _json(
-    {
-        "type": "object",
-        "description": "A Midtrans HTTP notification; its signature_key is checked first",
-    }
-)
-_ACK = _ref(NotificationAck)
-_HANDLED = (200, _answer("Stored for the worker to apply; Midtrans stops sending it", _ACK))
-# Answers that make Midtrans send the notification again.
-_WEBHOOK_REFUSALS = {
-    400: _answer(
-        "Not a notification: not a JSON object, or text that cannot be stored",
-        {"anyOf": [_ACK, _ref(ErrorOut)]},
-    ),
-    403: _answer(
-        "The signature is missing or wrong, or the status_code cannot go with the "
-        "transaction_status",
-        _ACK,
-    ),
-}
-
-# The one list of documented routes; a test compares it with the app's URL map.
-ROUTES: tuple[Route, ...] = (
-    Route(
-        "POST",
-        "/payments",
-        "createPayment",
-        "Open a payment for an order (idempotent per order and per Idempotency-Key)",
-        "payments",
-        _CREATED,
-        _CREATE_ERRORS,
-        body=_json(_ref(PaymentCreate), EXAMPLES[PaymentCreate]),
-        idempotent=True,
-        auth="create",
-    ),
-    Route(
-        "POST",
-        "/payments/",
-        "createPaymentTrailingSlash",
-        "Same as POST /payments, at the path callers of the replaced service use",
-        "payments",
-        _CREATED,
-        _CREATE_ERRORS,
-        body=_json(_ref(PaymentCreate), EXAMPLES[PaymentCreate]),
-        idempotent=True,
-        auth="create",
-    ),
-    Route(
-        "GET",
-        "/payments/<payment_id>",
-        "getPayment",
-        "Read one payment",
-        "payments",
-        (200, _answer("The payment", _ref(PaymentOut))),
-        (404, 503),
-        auth="caller",
-    ),
-    Route(
-        "GET",
-        "/payments/<payment_id>/status",
-        "getPaymentStatus",
-        "Read a payment's status, asking Midtrans first if it is open and not checked lately",
-        "payments",
-        (200, _answer("The payment's status", _ref(PaymentStatusOut))),
-        (404, 503),
-        auth="caller",
-    ),
-    Route(
-        "POST",
-        "/payments/<payment_id>/cancel",
-        "cancelPayment",
-        "Cancel a payment that is not paid yet (staff key)",
-        "payments",
-        (200, _answer("The canceled payment", _ref(PaymentOut))),
-        _ADMIN_ERRORS,
-        body=_json(_ref(CancelRequest), EXAMPLES[CancelRequest]),
-        body_required=False,
-        auth="staff",
-    ),
-    Route(
-        "POST",
-        "/payments/<payment_id>/refund",
-        "refundPayment",
-        "Refund part or all of a settled payment; one Idempotency-Key refunds once (staff key)",
-        "payments",
-        (200, _answer("The refund and the payment after it", _ref(RefundOut))),
-        _ADMIN_ERRORS,
-        body=_json(_ref(RefundCreate), EXAMPLES[RefundCreate]),
-        idempotent=True,
-        auth="staff",
-    ),
-    Route(
-        "GET",
-        "/payments/order/<order_id>",
-        "getOrderPayments",
-        "List an order's payment attempts, newest first",
-        "payments",
-        (200, _answer("The attempts", {"type": "array", "items": _ref(PaymentOut)})),
-        (404, 503),
-        auth="caller",
-    ),
-    Route(
-        "POST",
-        "/payments/webhook",
-        "receiveMidtransNotification",
-        "Midtrans's notification URL: verify a notification and store it for the worker",
-        "webhooks",
-        _HANDLED,
-        (413, 503),
-        body=_NOTIFICATION,
-        refusals=_WEBHOOK_REFUSALS,
-    ),
-    Route(
-        "POST",
-        "/webhook/midtrans",
-        "receiveMidtransNotificationLegacy",
-        "Same as POST /payments/webhook, at the URL of the replaced service",
-        "webhooks",
-        _HANDLED,
-        (413, 503),
-        body=_NOTIFICATION,
-        refusals=_WEBHOOK_REFUSALS,
-    ),
-    Route(
-        "GET",
-        "/health",
-        "health",
-        "Liveness: the process answers; touches nothing else",
-        "ops",
-        (200, _answer("Alive", _ref(Health))),
-    ),
-    Route(
-        "GET",
-        "/health/ready",
-        "ready",
-        "Readiness: the database answers and its schema is at the migrations' head",
-        "ops",
-        (200, _answer("Ready", _ref(Readiness))),
-        refusals={503: _answer("Not ready", _ref(Readiness))},
-    ),
-)
-
-
-def _responses(route: Route, *, key_required: bool) -> dict[str, Any]:
-    status, success = route.success
-    responses: dict[int, dict[str, Any]] = {status: success}
-    for code in (*route.errors, 401) if key_required else route.errors:
-        responses[code] = _answer(_ERRORS[code], _ref(ErrorOut))
-        if code == 503:
-            responses[code]["headers"] = _RETRY_AFTER
-    responses.update(route.refusals)
-    return {str(code): responses[code] for code in sorted(responses)}
-
-
-def _operation(route: Route, *, key_required: bool) -> dict[str, Any]:
-    parameters = [
-        {"name": name, "in": "path", "required": True, "schema": _PATH_PARAMETERS[name]}
-        for name in re.findall(r"{([^}]+)}", route.path)
-    ]
-    if route.idempotent:
-        parameters.append(_IDEMPOTENCY_HEADER)
-    operation: dict[str, Any] = {
-        "operationId": route.operation_id,
-        "summary": route.summary,
-        "tags": [route.tag],
-        "responses": _responses(route, key_required=key_required),
-    }
-    if parameters:
-        operation["parameters"] = parameters
-    if route.body is not None:
-        operation["requestBody"] = {"required": route.body_required, "content": route.body}
-    if key_required:
-        operation["security"] = _KEY_SECURITY
-    return operation
-
-
-def _key_required(auth: Auth, *, callers_need_keys: bool, anonymous_create: bool) -> bool:
-    if auth == "create":
-        return callers_need_keys and not anonymous_create
-    return auth == "staff" or (auth == "caller" and callers_need_keys)
-
-
-def component_schemas() -> dict[str, Any]:
-    """Every model's JSON schema, with the models it nests, keyed by model name."""
-    schemas: dict[str, Any] = {}
-    for model, mode in _MODELS:
-        schema = model.model_json_schema(ref_template=REF_TEMPLATE, mode=mode)
-        for name, sub in {**schema.pop("$defs", {}), model.__name__: schema}.items():
-            if schemas.setdefault(name, sub) != sub:
-                raise ValueError(f"two different JSON schemas are both named {name}")
-    return schemas
-
-
-@functools.cache
-def document(*, callers_need_keys: bool = False, anonymous_create: bool = True) -> dict[str, Any]:
-    """The OpenAPI 3.1 document for API_AUTH_REQUIRED and API_ALLOW_ANONYMOUS_CREATE; cached."""
+def document(
+    app: Flask | None = None, *, callers_need_keys: bool = False, anonymous_create: bool = True
+) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of the app (current_app by default) for these auth settings."""
+    app = current_app if app is None else app
+    builder = _Builder(callers_need_keys=callers_need_keys, anonymous_create=anonymous_create)
+    views: dict[str, tuple[Operation, list[Rule]]] = {}
+    for rule in app.url_map.iter_rules():
+        declared = declaration(app.view_functions[rule.endpoint])
+        if declared is not None:
+            views.setdefault(rule.endpoint, (declared, []))[1].append(rule)
     paths: dict[str, dict[str, Any]] = {}
-    for route in ROUTES:
-        required = _key_required(
-            route.auth, callers_need_keys=callers_need_keys, anonymous_create=anonymous_create
-        )
-        paths.setdefault(route.path, {})[route.method.lower()] = _operation(
-            route, key_required=required
-        )
+    for declared, rules in views.values():
+        for rule, operation_id, summary in _named_rules(declared, rules):
+            paths.setdefault(openapi_path(rule.rule), {})[_method(rule).lower()] = (
+                builder.operation(declared, rule, operation_id, summary)
+            )
     return {
         "openapi": "3.1.0",
         "info": {
@@ -396,14 +274,10 @@ def document(*, callers_need_keys: bool = False, anonymous_create: bool = True) 
             "version": "1",
             "description": "Takes money for TiketQ orders through Midtrans Snap.",
         },
-        "tags": [
-            {"name": "payments", "description": "The JSON API for the gateway and services"},
-            {"name": "webhooks", "description": "Midtrans's notification URL"},
-            {"name": "ops", "description": "Health checks"},
-        ],
+        "tags": [{"name": name, "description": about} for name, about in _TAGS.items()],
         "paths": paths,
         "components": {
-            "schemas": component_schemas(),
+            "schemas": builder.component_schemas(),
             "securitySchemes": {
                 "bearerAuth": {
                     "type": "http",

@@ -27,8 +27,8 @@ from tiketq.payments import rules
 from tiketq.payments.models import Payment, Refund
 from tiketq.payments.orders import (
     CALLER_ORDER_ID_PATTERN,
-    PAYMENT_METHODS,
     ItemLine,
+    PaymentMethod,
     caller_order_id_problem,
 )
 from tiketq.payments.service import NewPayment
@@ -114,7 +114,7 @@ class PaymentCreate(BaseModel):
     ]
     amount: Annotated[Rupiah, Field(gt=0, le=MAX_RUPIAH)]
     currency: Literal["IDR"] = "IDR"
-    payment_method: Literal[PAYMENT_METHODS] | None = None  # type: ignore[valid-type]
+    payment_method: PaymentMethod | None = None
     customer_details: CustomerDetails = Field(default_factory=CustomerDetails)
     item_details: Annotated[list[ItemDetail], Field(max_length=100)] = Field(default_factory=list)
     description: Annotated[Text, Field(max_length=255)] | None = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from flask import Flask, Request
-from flask.sessions import SecureCookieSessionInterface, SessionMixin
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 
 
 class PageSessionInterface(SecureCookieSessionInterface):
@@ -19,7 +19,7 @@ class PageSessionInterface(SecureCookieSessionInterface):
     def __init__(self, sessionless_prefixes: Iterable[str]) -> None:
         self.sessionless_prefixes = tuple(sessionless_prefixes)
 
-    def open_session(self, app: Flask, request: Request) -> SessionMixin | None:
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
         """The request's session, or a null one under a sessionless prefix."""
         if request.path.startswith(self.sessionless_prefixes):
             return self.make_null_session(app)

@@ -75,6 +75,8 @@ class Wakeup:
             raw = self._engine.raw_connection()
             # Taken before detach(), which drops the fairy's record and with it driver_connection.
             connection = raw.driver_connection
+            # Only an invalidated connection has none, and this one was just checked out.
+            assert connection is not None
             # Out of the pool for good: a listening connection must stay in autocommit.
             raw.detach()
             # A checkout's ping may have begun a transaction, in which autocommit cannot be set.

@@ -19,10 +19,10 @@ from tiketq.auth import new_api_key
 from tiketq.extensions import db
 from tiketq.gateway import Gateway, current_gateway
 from tiketq.legacy_cli import import_legacy
+from tiketq.ops import accounts
 from tiketq.outbound import Outbound, current_outbound
 from tiketq.payments import audit as invariants
-from tiketq.payments import background, notifications, retention
-from tiketq.staff import accounts
+from tiketq.payments import heartbeats, notifications, outbox, reconcile, retention
 from tiketq.wakeup import Wakeup
 
 log = logging.getLogger(__name__)
@@ -38,10 +38,10 @@ def run_once(gateway: Gateway, outbound: Outbound, *, batch: int = 50) -> dict[s
     return _run(
         {
             "applied": lambda: _apply(gateway, batch),
-            "reconciled": lambda: background.reconcile_due(gateway, limit=batch),
-            "expired": lambda: background.expire_overdue(gateway, limit=batch),
-            "dispatched": lambda: background.dispatch_outbox(outbound, limit=batch),
-            "delivered": lambda: background.deliver_due(outbound, limit=batch),
+            "reconciled": lambda: reconcile.reconcile_due(gateway, limit=batch),
+            "expired": lambda: reconcile.expire_overdue(gateway, limit=batch),
+            "dispatched": lambda: outbox.dispatch_outbox(outbound, limit=batch),
+            "delivered": lambda: outbox.deliver_due(outbound, limit=batch),
             # One bounded slice of the daily pass, so that no round waits behind a big first
             # one; a slice that purged a batch's worth brings the next round at once.
             "purged": lambda: retention.purge_when_due(keep),
@@ -76,7 +76,7 @@ def _run(jobs: dict[str, Callable[[], int]]) -> dict[str, int]:
 def _beat(worker_id: str, done: dict[str, int]) -> None:
     # A database that is down already shows in the jobs' errors; the loop keeps going.
     try:
-        background.record_heartbeat(worker_id, done)
+        heartbeats.record_heartbeat(worker_id, done)
     except OperationalError as exc:
         db.session.rollback()
         log.error("worker heartbeat failed: %s", type(exc.orig).__name__)
@@ -126,7 +126,7 @@ def worker(once: bool, interval: float | None) -> None:
 @click.argument("delivery_id", type=int)
 def resend(delivery_id: int) -> None:
     """Queue a dead-lettered delivery for another attempt now."""
-    delivery = background.resend(delivery_id)
+    delivery = outbox.resend(delivery_id)
     if delivery is None:
         raise click.ClickException(f"no delivery {delivery_id}")
     click.echo(f"delivery {delivery_id} to {delivery.destination} queued")

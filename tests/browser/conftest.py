@@ -4,80 +4,38 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
 
 import pytest
-import requests
-from flask import Flask
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, sync_playwright
 
-from tests.conftest import CLIENT_KEY, SERVER_KEY, Simulator, serve_in_thread
-from tests.inbox_worker import inbox_worker
-from tiketq.gateway import EXTENSION_KEY, simulator
+import midtrans_simulator as simulator
+from tests.support.browser import (
+    CHROMIUM,
+    CHROMIUM_FLAGS,
+    DESKTOP,
+    PHONE,
+    Shop,
+    Tab,
+    watched_tab,
+)
+from tests.support.config import CLIENT_KEY, SERVER_KEY
+from tests.support.inbox_worker import inbox_worker
+from tests.support.servers import serve_in_thread
+from tests.support.simulator import Simulator
+from tiketq.gateway import EXTENSION_KEY
 from tiketq.gateway.midtrans import MidtransGateway
 
-# .ci/run installs Debian's chromium; Playwright's own browser download is never used.
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-DESKTOP = {"width": 1280, "height": 800}
-PHONE = {"width": 360, "height": 740}
-SARI = {"first_name": "Sari Dewi", "email": "sari@example.co.id", "phone": "+62 812 3456 7890"}
-
-# Runs in every frame before its scripts: reports each CSP violation to the test.
-REPORT_CSP_VIOLATIONS = """
-document.addEventListener("securitypolicyviolation", (event) => {
-  window.reportCspViolation(`${event.violatedDirective} ${event.blockedURI} ${event.sourceFile}`);
-});
-"""
+HERE = Path(__file__).parent
 
 
-@dataclass
-class Shop:
-    """The service served over HTTP, with a Midtrans simulator that notifies it."""
-
-    url: str
-    simulator: Simulator
-    app: Flask
-
-    def open_payment(self, order_id: str, **fields: Any) -> dict[str, Any]:
-        """Create a payment the way the transaction service does."""
-        body = {
-            "order_id": order_id,
-            "amount": 1_250_000,
-            "customer_details": SARI,
-            "item_details": [
-                {"id": "CGK-DPS", "name": "CGK - DPS GA-404", "price": 1_200_000, "quantity": 1},
-                {"id": "BAG", "name": "Baggage 20 kg", "price": 25_000, "quantity": 2},
-            ],
-            **fields,
-        }
-        response = requests.post(f"{self.url}/payments", json=body, timeout=10)
-        assert response.status_code == 201, response.text
-        return response.json()
-
-
-@dataclass
-class Tab:
-    """A browser page that remembers every CSP violation, console error and dialog it met."""
-
-    page: Page
-    csp_violations: list[str] = field(default_factory=list)
-    console_errors: list[str] = field(default_factory=list)
-    dialogs: list[str] = field(default_factory=list)
-
-    def assert_clean(self) -> None:
-        """Nothing was blocked, nothing failed, no script opened a dialog."""
-        assert self.csp_violations == []
-        assert self.console_errors == []
-        assert self.dialogs == []
+# First, so that the marks are there when -m deselects by them.
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test under tests/browser/ `browser`; the hook sees the whole run's tests."""
+    for item in items:
+        if item.path.is_relative_to(HERE):
+            item.add_marker(pytest.mark.browser)
 
 
 @pytest.fixture(scope="package")
@@ -88,24 +46,6 @@ def browser() -> Iterator[Browser]:
         launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         yield launched
         launched.close()
-
-
-def watched_tab(browser: Browser, locale: str = "id-ID", **context_options: Any) -> Iterator[Tab]:
-    """A fresh browser context and page of a traveller in Indonesia, watched for problems."""
-    context = browser.new_context(locale=locale, timezone_id="Asia/Jakarta", **context_options)
-    tab = Tab(context.new_page())
-    context.expose_binding(
-        "reportCspViolation", lambda _source, violation: tab.csp_violations.append(violation)
-    )
-    context.add_init_script(REPORT_CSP_VIOLATIONS)
-    tab.page.on(
-        "console",
-        lambda message: message.type == "error" and tab.console_errors.append(message.text),
-    )
-    tab.page.on("pageerror", lambda error: tab.console_errors.append(str(error)))
-    tab.page.on("dialog", lambda dialog: (tab.dialogs.append(dialog.message), dialog.dismiss()))
-    yield tab
-    context.close()
 
 
 @pytest.fixture

@@ -10,9 +10,10 @@ import pytest
 from flask import Flask
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import SARI, Shop, Tab
-from tests.conftest import app_config, serve_in_thread
-from tests.production import PRODUCTION_CONFIG
+from tests.support.browser import SARI, Shop, Tab
+from tests.support.config import app_config
+from tests.support.production import PRODUCTION_CONFIG
+from tests.support.servers import serve_in_thread
 from tiketq import create_app
 from tiketq.extensions import db
 from tiketq.payments.models import Payment, utcnow

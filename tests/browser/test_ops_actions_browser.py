@@ -12,17 +12,17 @@ import sqlalchemy as sa
 from flask import Flask
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import Tab
-from tests.browser.staff import sign_in
-from tests.conftest import Simulator, serve_in_thread
+from tests.support.browser import Tab, sign_in
+from tests.support.servers import serve_in_thread
+from tests.support.simulator import Simulator
+from tests.support.staff import STAFF
 from tests.test_ops_actions import refunded_at_midtrans
-from tests.test_ops_page import STAFF
 from tiketq.extensions import db
 from tiketq.gateway import current_gateway
+from tiketq.ops import limiter
 from tiketq.payments import notifications
 from tiketq.payments.models import Payment, Refund
 from tiketq.payments.status import PaymentStatus, StatusDetail
-from tiketq.staff import limiter
 
 
 @dataclass

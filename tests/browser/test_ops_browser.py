@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import Tab
-from tests.conftest import serve_in_thread
-from tests.test_ops_page import PASSWORD, STAFF, seed
+from tests.support.browser import Tab
+from tests.support.servers import serve_in_thread
+from tests.support.staff import PASSWORD, STAFF
+from tests.test_ops_page import seed
 from tiketq.extensions import db
+from tiketq.ops import limiter
 from tiketq.payments.models import utcnow
-from tiketq.staff import limiter
 
 DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 

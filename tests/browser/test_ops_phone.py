@@ -7,14 +7,14 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import PHONE, SARI, Tab
-from tests.browser.staff import sign_in
-from tests.conftest import serve_in_thread
-from tests.test_ops_page import STAFF, seed
+from tests.support.browser import PHONE, SARI, Tab, sign_in
+from tests.support.servers import serve_in_thread
+from tests.support.staff import STAFF
+from tests.test_ops_page import seed
 from tiketq.extensions import db
-from tiketq.payments import background
+from tiketq.ops import limiter
+from tiketq.payments import heartbeats
 from tiketq.payments.models import utcnow
-from tiketq.staff import limiter
 
 # Elements reaching past the viewport's edges with no scrolling box (other than the page) to
 # hold them: what makes a phone pan sideways. Answers "tag#id.class" for each.
@@ -48,7 +48,7 @@ def ops_day(committed) -> Iterator[tuple[str, str]]:
         paid.description = "Payment for order " + paid.order_id
         # Worker ids are hostname:pid; a cloud hostname is long.
         long_id = "ip-10-0-12-34.ap-southeast-3.compute.internal:123456"
-        background.record_heartbeat(long_id, {"applied": 12, "delivered": 40}, now=utcnow())
+        heartbeats.record_heartbeat(long_id, {"applied": 12, "delivered": 40}, now=utcnow())
         payment_id = str(paid.id)
         db.session.commit()
         db.session.remove()

@@ -11,9 +11,9 @@ import requests
 from flask import Flask
 from playwright.sync_api import Browser, Locator, Page, expect
 
-from tests.browser.conftest import DESKTOP, PHONE, Shop, Tab, watched_tab
 from tests.browser.test_checkout_pages import SETTLED, choose_in_snap, pay_in_snap, snap_frame
-from tests.conftest import serve_in_thread
+from tests.support.browser import DESKTOP, PHONE, Shop, Tab, watched_tab
+from tests.support.servers import serve_in_thread
 from tests.test_api import transaction_service_payload
 
 SCREENS: dict[str, dict[str, Any]] = {

@@ -19,14 +19,16 @@ from flask import (
     url_for,
 )
 from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response as BaseResponse
 
-from tiketq.checkout import formats, texts
+from tiketq import formats
+from tiketq.checkout import display, texts
 from tiketq.checkout.addresses import return_address
 from tiketq.checkout.forms import RetryForm
 from tiketq.checkout.wallets import WalletSteps, wallet_steps
 from tiketq.config import snap_js_url
 from tiketq.gateway import GatewayError, current_gateway
-from tiketq.payments import background, queries, rules, service
+from tiketq.payments import queries, reconcile, rules, service
 from tiketq.payments.errors import PaymentError, PaymentNotFound
 from tiketq.payments.models import Payment, utcnow
 from tiketq.payments.status import OPEN, PAID, PaymentStatus
@@ -48,7 +50,8 @@ def finish_url(payment_id: uuid.UUID) -> str:
 def _public(endpoint: str, **values: Any) -> str:
     # From configuration, never from the Host header: whoever sends the first create for an
     # order would otherwise choose where Snap sends every traveller of that order.
-    return current_app.config["PUBLIC_BASE_URL"] + url_for(endpoint, **values)
+    base: str = current_app.config["PUBLIC_BASE_URL"]
+    return base + url_for(endpoint, **values)
 
 
 @bp.before_request
@@ -68,12 +71,12 @@ def _page_helpers() -> dict[str, Any]:
         "lang_url": _lang_url,
         "t": texts.translator(lang),
         "rupiah": formats.rupiah,
-        "clock": formats.clock,
-        "moment": lambda value: formats.moment(value, lang),
+        "clock": display.clock,
+        "moment": lambda value: display.moment(value, lang),
         "method_name": lambda payment_type: texts.method_name(payment_type, lang),
-        "first_word": formats.first_word,
-        "mask_email": formats.mask_email,
-        "mask_phone": formats.mask_phone,
+        "first_word": display.first_word,
+        "mask_email": display.mask_email,
+        "mask_phone": display.mask_phone,
     }
 
 
@@ -118,7 +121,7 @@ def retry(payment_id: str) -> Any:
 def status(payment_id: str) -> Response:
     """Tell the page what is true about the payment, asking Midtrans if not asked lately."""
     payment = _payment(payment_id)
-    background.refresh_if_stale(
+    reconcile.refresh_if_stale(
         payment.id,
         current_gateway(),
         min_interval=timedelta(seconds=current_app.config["STATUS_REFRESH_SECONDS"]),
@@ -136,7 +139,7 @@ def status(payment_id: str) -> Response:
 
 
 @bp.get("/checkout/<payment_id>/finish")
-def finish(payment_id: str) -> Response:
+def finish(payment_id: str) -> BaseResponse:
     """Take the traveller from Snap's finish, unfinish or error redirect back to TiketQ.
 
     Snap appends order_id, status_code and transaction_status; anyone can write those, so
@@ -161,7 +164,7 @@ def receipt(payment_id: str) -> str:
         payment=payment,
         is_open=payment.status in OPEN,
         overdue=overdue,
-        seconds_left=formats.seconds_left(payment.expires_at, now),
+        seconds_left=display.seconds_left(payment.expires_at, now),
         wallet=wallet,
         back_url=return_address(payment, current_app.config),
         can_retry=can_retry,
@@ -197,7 +200,7 @@ def _render_checkout(payment: Payment, *, retry_form: RetryForm | None = None) -
         autopay=payable and request.args.get("pay") == "1",
         can_retry=rules.may_pay_again(payment.status, overdue=overdue),
         overdue=overdue,
-        seconds_left=formats.seconds_left(payment.expires_at, now),
+        seconds_left=display.seconds_left(payment.expires_at, now),
         snap_js_url=snap_js_url(config),
         client_key=config["MIDTRANS_CLIENT_KEY"],
     )

@@ -169,7 +169,7 @@ def init_app(app: Flask) -> None:
 
     config = app.config
     if config["MIDTRANS_SIMULATOR_IN_APP"]:
-        from tiketq.gateway import simulator
+        import midtrans_simulator as simulator
 
         simulator.init_app(
             app,

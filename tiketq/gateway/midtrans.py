@@ -6,7 +6,6 @@ import hashlib
 import hmac
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 
@@ -15,6 +14,7 @@ import requests
 from midtransclient.config import ApiConfig
 from midtransclient.error_midtrans import JSONDecodeError as MidtransJSONDecodeError
 
+from tiketq.formats import MIDTRANS_TIME, WIB, midtrans_time
 from tiketq.gateway import (
     Answer,
     Checkout,
@@ -37,7 +37,6 @@ from tiketq.payments.rules import Charge
 
 log = logging.getLogger(__name__)
 
-WIB = timezone(timedelta(hours=7))
 
 # Snap `enabled_payments` codes for each of our payment methods. Mandiri VA is `echannel`;
 # QRIS paid from any wallet arrives as payment_type "qris".
@@ -63,7 +62,9 @@ class TimeoutSession(requests.Session):
         super().__init__()
         self.timeout = timeout
 
-    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    def request(
+        self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any
+    ) -> requests.Response:
         kwargs.setdefault("timeout", self.timeout)
         kwargs["allow_redirects"] = False
         return super().request(method, url, *args, **kwargs)
@@ -277,7 +278,7 @@ def snap_body(request: CheckoutRequest) -> dict[str, Any]:
         },
         "credit_card": {"secure": True},
         "expiry": {
-            "start_time": request.starts_at.astimezone(WIB).strftime("%Y-%m-%d %H:%M:%S %z"),
+            "start_time": request.starts_at.astimezone(WIB).strftime(f"{MIDTRANS_TIME} %z"),
             "unit": "minute",
             "duration": request.expires_in_minutes,
         },
@@ -422,7 +423,7 @@ def read_answer(body: dict[str, Any], gateway_order_id: str, server_key: str) ->
     status = status.lower()
     fraud = _text(body.get("fraud_status"))
     charge = _charge(status, (fraud or "").lower())
-    settled_at = _time(body.get("settlement_time"))
+    settled_at = midtrans_time(body.get("settlement_time"))
     details = {k: body[k] for k in _DETAIL_FIELDS if body.get(k) not in (None, "", [])}
     details.update(_action_details(body.get("actions")))
     try:
@@ -434,7 +435,7 @@ def read_answer(body: dict[str, Any], gateway_order_id: str, server_key: str) ->
             refunded=_refunded(body),
             payment_type=_text(body.get("payment_type")),
             transaction_id=_text(body.get("transaction_id")),
-            paid_at=settled_at or _time(body.get("transaction_time")),
+            paid_at=settled_at or midtrans_time(body.get("transaction_time")),
             details=details,
             gateway_status=f"{status}/{fraud}" if fraud else status,
         )
@@ -499,13 +500,3 @@ def _amount(value: object, name: str) -> Decimal:
 
 def _optional_amount(value: object, name: str) -> Decimal | None:
     return None if value in (None, "") else _amount(value, name)
-
-
-def _time(value: object) -> datetime | None:
-    """A Midtrans time ("YYYY-MM-DD HH:MM:SS", Jakarta time) in UTC; None if absent or odd."""
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.strptime(value, "%Y-%m-%d %H:%M:%S").replace(tzinfo=WIB).astimezone(UTC)
-    except ValueError:
-        return None

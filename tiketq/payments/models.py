@@ -13,7 +13,7 @@ from blinker import Namespace
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from tiketq.extensions import db
+from tiketq.extensions import Model, db
 from tiketq.payments.errors import InvalidTransition
 from tiketq.payments.schedule import next_check
 from tiketq.payments.status import (
@@ -79,7 +79,7 @@ def _partial(name: str, *columns: str, where: str) -> sa.Index:
     return sa.Index(name, *columns, postgresql_where=sa.text(where), sqlite_where=sa.text(where))
 
 
-class Payment(db.Model):
+class Payment(Model):
     """One attempt to collect an order's amount through Midtrans."""
 
     __tablename__ = "payments"
@@ -239,7 +239,7 @@ class Payment(db.Model):
 _NEW_SUCCESS = "to_status = 'success' AND (from_status IS NULL OR from_status <> 'success')"
 
 
-class PaymentEvent(db.Model):
+class PaymentEvent(Model):
     """An append-only record of one status change of a payment."""
 
     __tablename__ = "payment_events"
@@ -276,7 +276,7 @@ _BODY_KEPT = "body_dropped_at IS NULL AND outcome IN ({})".format(
 )
 
 
-class Notification(db.Model):
+class Notification(Model):
     """The inbox: every Midtrans notification as received, stored before it is applied."""
 
     __tablename__ = "notifications"
@@ -314,7 +314,7 @@ class Notification(db.Model):
     )
 
 
-class OutboxMessage(db.Model):
+class OutboxMessage(Model):
     """A message to another service, written in the same transaction as the change behind it."""
 
     __tablename__ = "outbox"
@@ -352,7 +352,7 @@ class DeliveryStatus(StrEnum):
     DEAD = "dead"  # gave up after the last attempt; a person may resend it
 
 
-class Delivery(db.Model):
+class Delivery(Model):
     """One outbox message on its way to one destination, with its retry schedule."""
 
     __tablename__ = "deliveries"
@@ -379,7 +379,7 @@ class Delivery(db.Model):
     message: Mapped[OutboxMessage] = relationship(back_populates="deliveries")
 
 
-class Refund(db.Model):
+class Refund(Model):
     """One refund of a payment, keyed so that a retried request refunds once."""
 
     __tablename__ = "refunds"
@@ -402,7 +402,7 @@ class Refund(db.Model):
     )
 
 
-class WorkerHeartbeat(db.Model):
+class WorkerHeartbeat(Model):
     """The last sign of life of one worker process, and what its last round did."""
 
     __tablename__ = "worker_heartbeats"
@@ -414,7 +414,7 @@ class WorkerHeartbeat(db.Model):
     last_round: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
 
 
-class MaintenanceRun(db.Model):
+class MaintenanceRun(Model):
     """One pass of a maintenance job (audit, purge): when it ran, and what it found or did."""
 
     __tablename__ = "maintenance_runs"

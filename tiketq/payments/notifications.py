@@ -21,6 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.sql.dml import ReturningInsert
 
 from tiketq.extensions import db
 from tiketq.gateway import (
@@ -91,7 +92,7 @@ def receive_notification(raw: bytes, *, gateway: Gateway, now: datetime | None =
         body = None
     if not isinstance(body, dict):
         return _refuse(raw, now, NotificationOutcome.MALFORMED, "body is not a JSON object")
-    fields = {
+    fields: dict[str, Any] = {
         "order_id": _clip(body.get("order_id"), 64),
         "transaction_status": _clip(body.get("transaction_status"), 32),
         "status_code": _clip(body.get("status_code"), 8),
@@ -167,11 +168,18 @@ def apply_waiting(
     `threads` > 1, that many orders are applied at once, each in a session of its own: most of
     an order's time is spent waiting for Midtrans's answer.
     """
-    orders = list(db.session.scalars(_ORDERS_WAITING.limit(limit), _window(now or utcnow())))
+    # Every waiting row has an order id, which its signature covers; the column allows none for
+    # the refused.
+    orders = [
+        order_id
+        for order_id in db.session.scalars(_ORDERS_WAITING.limit(limit), _window(now or utcnow()))
+        if order_id is not None
+    ]
     db.session.rollback()
     if threads <= 1 or len(orders) <= 1:
         return sum(_apply_isolated(order_id, gateway, now) for order_id in orders)
-    app = current_app._get_current_object()
+    # Flask types the current_app proxy as the app itself, which has no such method.
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
 
     def in_own_session(order_id: str) -> int:
         with app.app_context():
@@ -322,7 +330,9 @@ def _try_again_later(
 
 def retry_delay(attempts: int) -> timedelta:
     """How long an inbox row waits after its `attempts`-th try: doubling, capped."""
-    return min(_RETRY_FIRST * 2 ** (attempts - 1), _RETRY_MAX)
+    # Annotated: typeshed's int ** int is Any, the exponent might be negative.
+    doubled: timedelta = _RETRY_FIRST * 2 ** (attempts - 1)
+    return min(doubled, _RETRY_MAX)
 
 
 def fetch_answer(payment: Payment, gateway: Gateway) -> Answer | None:
@@ -425,7 +435,8 @@ def announce(payment: Payment, event_type: str | None = None) -> None:
 
 # Built once: constructing a statement costs more than running a cached one.
 _INBOX = Notification.__table__
-_INSERT_INBOX = sa.insert(_INBOX).returning(_INBOX.c.id)
+# Annotated: a Table's columns are untyped, and an untyped statement's scalar_one() is Never.
+_INSERT_INBOX: ReturningInsert[int] = sa.insert(_INBOX).returning(_INBOX.c.id)
 # Rows that still wait to be applied: new, retrying, or for an order not known yet.
 _UNSETTLED = [
     o.value

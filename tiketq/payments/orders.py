@@ -6,6 +6,7 @@ import hashlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 from tiketq.gateway import LineItem
 from tiketq.payments.errors import InvalidOrder
@@ -26,7 +27,8 @@ ITEM_FIELD_MAX = 50
 ATTEMPT_SEPARATOR = "~"
 # Hex digits of the digest that names a long order id's later attempts (96 bits: unforgeable).
 LONG_ID_DIGEST = 24
-PAYMENT_METHODS = ("credit_card", "bank_transfer", "e_wallet", "qris", "retail")
+PaymentMethod = Literal["credit_card", "bank_transfer", "e_wallet", "qris", "retail"]
+PAYMENT_METHODS: tuple[PaymentMethod, ...] = get_args(PaymentMethod)
 
 _ORDER_ID = re.compile(ORDER_ID_PATTERN)
 _CALLER_ORDER_ID = re.compile(CALLER_ORDER_ID_PATTERN)

@@ -163,7 +163,7 @@ def totals_by_method(since: datetime, until: datetime) -> list[MethodTotal]:
 def hourly_counts(since: datetime, hours: int = 24) -> dict[tuple[int, PaymentStatus], int]:
     """Payments created in each hour from `since`, by status: {(hour, status): count}."""
     ends = [since + timedelta(hours=hour + 1) for hour in range(hours)]
-    hour = sa.case(
+    hour: sa.Label[int] = sa.case(
         *((Payment.created_at < end, index) for index, end in enumerate(ends)), else_=hours
     ).label("hour")
     rows = db.session.execute(
@@ -185,10 +185,10 @@ def stuck_payments(created_before: datetime, *, limit: int = 50) -> tuple[int, l
 
 
 # The bare column, as ix_payments_review's condition reads: "IS true" would not match it.
-_FLAGGED: sa.ColumnElement[bool] = Payment.needs_review
+_FLAGGED = Payment.needs_review
 
 
-def _open_reasons() -> sa.Select[tuple[uuid.UUID, str]]:
+def _open_reasons() -> sa.Select[uuid.UUID, str | None]:
     """(payment id, reason) of each flagged payment, from its events since its last resolution."""
     resolution = orm.aliased(PaymentEvent)
     last_resolved = (
@@ -226,12 +226,11 @@ def payments_to_review(*, limit: int = 50) -> ReviewList:
     """Payments with an open review: how many in all and per reason, and the latest of them."""
     flagged = _FLAGGED
     reasons = _open_reasons().subquery()
-    counts: dict[str, int] = {
-        reason: count
-        for reason, count in db.session.execute(
-            sa.select(reasons.c.status_detail, sa.func.count()).group_by(reasons.c.status_detail)
-        )
-    }
+    # Annotated, as a subquery's columns are untyped; its reasons are REVIEW_REASONS, never None.
+    by_reason: sa.Select[str, int] = sa.select(reasons.c.status_detail, sa.func.count()).group_by(
+        reasons.c.status_detail
+    )
+    counts = {reason: count for reason, count in db.session.execute(by_reason)}
     total = db.session.scalar(sa.select(sa.func.count()).select_from(Payment).where(flagged))
     latest = list(
         db.session.scalars(
@@ -239,11 +238,10 @@ def payments_to_review(*, limit: int = 50) -> ReviewList:
         )
     )
     found: dict[uuid.UUID, list[str]] = {payment.id: [] for payment in latest}
-    for payment_id, detail in db.session.execute(
-        sa.select(reasons.c.payment_id, reasons.c.status_detail).where(
-            reasons.c.payment_id.in_(list(found))
-        )
-    ):
+    of_latest: sa.Select[uuid.UUID, str] = sa.select(
+        reasons.c.payment_id, reasons.c.status_detail
+    ).where(reasons.c.payment_id.in_(list(found)))
+    for payment_id, detail in db.session.execute(of_latest):
         found[payment_id].append(detail)
     flagged_list = [Flagged(payment, sorted(found[payment.id])) for payment in latest]
     return ReviewList(total or 0, counts, flagged_list)
@@ -278,18 +276,16 @@ def outbox_backlog() -> OutboxBacklog:
     # One round trip of subqueries, each filtered on its own condition, so that the waiting
     # rows are found through the outbox's dispatched_at index and the deliveries' partial
     # index on pending rows, never by reading the delivered bulk.
-    row = db.session.execute(
-        sa.select(
-            sa.select(sa.func.count()).where(undispatched).scalar_subquery(),
-            sa.select(sa.func.count()).where(waiting).scalar_subquery(),
-            sa.select(sa.func.count()).where(waiting, Delivery.attempts > 0).scalar_subquery(),
-            sa.select(sa.func.count())
-            .where(Delivery.status == DeliveryStatus.DEAD)
-            .scalar_subquery(),
-            sa.select(sa.func.min(OutboxMessage.created_at)).where(undispatched).scalar_subquery(),
-            sa.select(sa.func.min(Delivery.created_at)).where(waiting).scalar_subquery(),
-        )
-    ).one()
+    # Annotated: SQLAlchemy types a scalar subquery of a count as Any.
+    backlog: sa.Select[int, int, int, int, datetime | None, datetime | None] = sa.select(
+        sa.select(sa.func.count()).where(undispatched).scalar_subquery(),
+        sa.select(sa.func.count()).where(waiting).scalar_subquery(),
+        sa.select(sa.func.count()).where(waiting, Delivery.attempts > 0).scalar_subquery(),
+        sa.select(sa.func.count()).where(Delivery.status == DeliveryStatus.DEAD).scalar_subquery(),
+        sa.select(sa.func.min(OutboxMessage.created_at)).where(undispatched).scalar_subquery(),
+        sa.select(sa.func.min(Delivery.created_at)).where(waiting).scalar_subquery(),
+    )
+    row = db.session.execute(backlog).one()
     undispatched_count, pending, failing, dead, oldest_message, oldest_delivery = row
     oldest = min(filter(None, (oldest_message, oldest_delivery)), default=None)
     return OutboxBacklog(undispatched_count, pending, failing, dead, oldest)

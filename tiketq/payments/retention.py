@@ -85,7 +85,7 @@ class Retention:
         }
 
 
-def _one_of(column: sa.ColumnElement[str], values: list[str]) -> sa.ColumnElement[bool]:
+def _one_of(column: InstrumentedAttribute[str], values: list[str]) -> sa.ColumnElement[bool]:
     # Written into the SQL as constants: PostgreSQL proves a partial index's predicate from the
     # query's constants, never from parameters (a prepared statement's generic plan has those).
     return column.in_(sa.bindparam(None, values, expanding=True, literal_execute=True))
@@ -96,7 +96,7 @@ _REJECTED = [o.value for o in REJECTED_OUTCOMES]
 _DELIVERED = [DeliveryStatus.DELIVERED.value]
 
 
-def candidates(kind: str, cutoff: datetime) -> sa.Select[tuple[Any]]:
+def candidates(kind: str, cutoff: datetime) -> sa.Select[Any]:
     """The keys of the rows of `kind` from before `cutoff`, oldest first, through its index."""
     if kind == "bodies":
         # ix_notifications_body_kept's own predicate, so that the scan reads only that index.
@@ -320,7 +320,9 @@ _OPEN_RUN = (
 _LAST_FINISHED = sa.select(sa.func.max(MaintenanceRun.finished_at)).where(MaintenanceRun.job == JOB)
 
 
-def _locked(query: sa.Select[Any], *, skip_locked: bool = False) -> sa.Select[Any]:
+def _locked(
+    query: sa.Select[MaintenanceRun], *, skip_locked: bool = False
+) -> sa.Select[MaintenanceRun]:
     # Read again under the lock: the summary another slice added to must not be a stale copy.
     return query.with_for_update(skip_locked=skip_locked).execution_options(populate_existing=True)
 

@@ -443,9 +443,9 @@ def _refund_key(payment: Payment, request_key: str | None) -> str:
         )
         if pending is not None:
             return pending.refund_key
-        count = db.session.scalar(
+        count = db.session.execute(
             sa.select(sa.func.count()).select_from(Refund).where(Refund.payment_id == payment.id)
-        )
+        ).scalar_one()
         request_key = f"#{count + 1}"
     digest = hashlib.sha256(f"{payment.id}:{request_key}".encode()).hexdigest()[:24]
     return f"{payment.gateway_order_id[:36]}-{digest}"[:64]

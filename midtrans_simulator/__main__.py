@@ -1,4 +1,4 @@
-"""Run the simulator standalone: `python -m tiketq.gateway.simulator --port 8004`."""
+"""Run the simulator standalone: `python -m midtrans_simulator --port 8004`."""
 
 import argparse
 import os
@@ -11,7 +11,7 @@ from . import create_app
 def main(argv: list[str] | None = None) -> None:
     """Parse command-line options and serve the simulator until interrupted."""
     parser = argparse.ArgumentParser(
-        prog="python -m tiketq.gateway.simulator",
+        prog="python -m midtrans_simulator",
         description="Serve a Midtrans-compatible sandbox.",
     )
     parser.add_argument("--host", default="127.0.0.1")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flask import Flask
 
-from tiketq.staff.throttle import limiter
-from tiketq.staff.views import bp
+from tiketq.ops.throttle import limiter
+from tiketq.ops.views import bp
 
 __all__ = ["bp", "init_app", "limiter"]
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 # How long a server may take to start or stop on a busy 2-core machine.
 READY_SECONDS = 45
 STOP_SECONDS = 30

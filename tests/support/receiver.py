@@ -10,7 +10,7 @@ from typing import Any
 
 from flask import Flask, request
 
-from tests.conftest import serve_in_thread
+from tests.support.servers import serve_in_thread
 
 
 @dataclass

@@ -15,11 +15,11 @@ import requests
 from flask import Flask, Response, request
 from werkzeug.serving import make_server
 
-from tiketq.gateway.simulator import __main__ as simulator_main
-from tiketq.gateway.simulator import create_app
-from tiketq.gateway.simulator.notifier import Notifier
-from tiketq.gateway.simulator.outbox import Outbox
-from tiketq.gateway.simulator.store import Store
+from midtrans_simulator import __main__ as simulator_main
+from midtrans_simulator import create_app
+from midtrans_simulator.notifier import Notifier
+from midtrans_simulator.outbox import Outbox
+from midtrans_simulator.store import Store
 
 SERVER_KEY = "SB-Mid-server-NOTIFY"
 AUTH = {"Authorization": "Basic " + base64.b64encode(f"{SERVER_KEY}:".encode()).decode()}
@@ -375,6 +375,7 @@ def test_retries_follow_midtrans_rules_for_the_answer(http, receiver, answer, at
     assert delivery["body"]["transaction_status"] == "settlement"
 
 
+@pytest.mark.slow
 def test_a_receiver_that_times_out_gets_five_retries(http, receiver):
     receiver.answer("/hook", HANG)
     create(http)

@@ -7,7 +7,7 @@ import re
 import pytest
 from flask import Flask
 
-from tiketq.gateway.simulator import create_app
+from midtrans_simulator import create_app
 
 SERVER_KEY = "SB-Mid-server-TEST"
 CLIENT_KEY = "SB-Mid-client-TEST"

@@ -12,8 +12,8 @@ from typing import Any
 from flask import current_app, g, session
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from tiketq.ops import sessions
 from tiketq.payments.models import utcnow
-from tiketq.staff import sessions
 
 log = logging.getLogger(__name__)
 

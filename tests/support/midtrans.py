@@ -6,7 +6,7 @@ import hashlib
 import uuid
 from typing import Any
 
-from tests.conftest import SERVER_KEY
+from tests.support.config import SERVER_KEY
 
 STATUS_CODES = {
     "pending": "201",

@@ -6,8 +6,9 @@ import re
 from typing import Any
 
 from flask_wtf import FlaskForm
-from wtforms import HiddenField, PasswordField, StringField, TextAreaField
+from wtforms import Field, HiddenField, PasswordField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional, Regexp
+from wtforms.widgets import TextInput
 
 NOTE_MAX_LENGTH = 500
 # Refund.reason and the API's reasons hold this much.
@@ -31,12 +32,22 @@ class ActionForm(FlaskForm):
     next = HiddenField()
 
 
+def entered(field: StringField) -> str:
+    """The text of a field that DataRequired validated, which WTForms still types as optional."""
+    assert field.data is not None, f"{field.name} is read before the form is validated"
+    return field.data
+
+
 def _stripped(value: Any) -> Any:
     return value.strip() if isinstance(value, str) else value
 
 
-class RupiahField(StringField):
+class RupiahField(Field):
     """An amount in whole rupiah, more than zero; empty means none was given."""
+
+    # Typed in as text, but its data is the number (a StringField's would be text).
+    widget = TextInput()
+    data: int | None
 
     def process_formdata(self, valuelist: list[Any]) -> None:
         """Read 150000, 150.000 or Rp 150.000; refuse anything else, decimals included."""

@@ -1,13 +1,12 @@
-"""Money, times and the traveller's details as the traveller's pages show them."""
+"""Times and the traveller's details as the traveller's pages show them."""
 
 from __future__ import annotations
 
 import math
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 
-# Midtrans quotes every deadline in Western Indonesian Time, which has no daylight saving.
-WIB = timezone(timedelta(hours=7), "WIB")
+from tiketq.formats import WIB
 
 _MONTHS = {
     "id": (
@@ -39,12 +38,6 @@ _MONTHS = {
         "December",
     ),
 }
-
-
-def rupiah(amount: int) -> str:
-    """Integer rupiah with dots between thousands: 1250000 -> 'Rp 1.250.000'."""
-    sign = "-" if amount < 0 else ""
-    return f"{sign}Rp {abs(amount):,}".replace(",", ".")
 
 
 def moment(value: datetime, lang: str) -> str:

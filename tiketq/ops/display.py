@@ -4,13 +4,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from tiketq.checkout.formats import WIB
-
-
-def wib(value: datetime | None) -> str:
-    """A moment in Western Indonesian Time to the second: '2026-11-26 14:05:09 WIB'."""
-    return value.astimezone(WIB).strftime("%Y-%m-%d %H:%M:%S WIB") if value else "never"
-
 
 def age(value: datetime | None, now: datetime) -> str:
     """How long ago, roughly: '45 s', '12 min', '3 h 05 min', '2 d 4 h'."""

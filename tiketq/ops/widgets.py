@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from tiketq.checkout.formats import WIB
+from tiketq.formats import WIB
+from tiketq.ops import charts, environment
 from tiketq.payments import queries
 from tiketq.payments.models import WorkerHeartbeat
 from tiketq.payments.status import OPEN, PAID, PaymentStatus
-from tiketq.staff import charts, environment
 
 HOURS = [f"{hour:02d}:00" for hour in range(24)]
 # Stacking order of the hourly chart, from the bottom: paid, still open, ended unpaid.

@@ -17,8 +17,8 @@ import requests
 from flask import Flask
 from werkzeug.serving import make_server
 
-from tests.conftest import SERVER_KEY as CONFTEST_SERVER_KEY
-from tiketq.gateway.simulator import create_app, init_app
+from midtrans_simulator import create_app, init_app
+from tests.support.config import SERVER_KEY as CONFTEST_SERVER_KEY
 
 SERVER_KEY = "SB-Mid-server-TEST"
 UNAUTHORIZED_SNAP = {
@@ -1309,7 +1309,10 @@ def test_payment_page_of_an_unknown_token_is_404(http):
 @contextmanager
 def serving(app: Flask) -> Iterator[str]:
     server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # A short poll interval keeps shutdown from waiting half a second per test.
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
+    )
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_port}"

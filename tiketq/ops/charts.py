@@ -72,7 +72,8 @@ def nice_ceiling(value: int) -> int:
     """The smallest 1, 2 or 5 times a power of ten that is at least `value` (at least 1)."""
     if value <= 1:
         return 1
-    power = 10 ** math.floor(math.log10(value))
+    # A whole power of ten, value being more than 1 (typeshed's int ** int is Any).
+    power: int = 10 ** math.floor(math.log10(value))
     return next(step * power for step in (1, 2, 5, 10) if step * power >= value)
 
 
@@ -92,7 +93,7 @@ def stacked_bars(
     slot = (WIDTH - LEFT) / max(len(labels), 1)
     bars = []
     for index, label in enumerate(labels):
-        y = baseline
+        y: float = baseline
         segments = []
         for status in statuses:
             count = counts.get((index, status), 0)

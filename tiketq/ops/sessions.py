@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from tiketq.extensions import db
+from tiketq.extensions import Model, db
 from tiketq.payments.models import UTCDateTime
 
 log = logging.getLogger(__name__)
@@ -23,7 +23,7 @@ TOUCH_EVERY = timedelta(minutes=1)
 TOUCH_SHARE_OF_IDLE = 0.1
 
 
-class StaffSession(db.Model):
+class StaffSession(Model):
     """One sign-in of a member of staff, found by a hash of the token in their cookie."""
 
     __tablename__ = "staff_sessions"

@@ -15,7 +15,7 @@ from typing import Any
 
 from tiketq.extensions import db
 from tiketq.gateway import current_gateway
-from tiketq.payments import background, queries, rules, service
+from tiketq.payments import queries, reconcile, rules, service
 from tiketq.payments.errors import InvalidTransition, PaymentNotFound
 from tiketq.payments.models import Payment, Refund, utcnow
 from tiketq.payments.status import OPEN, PaymentStatus, StatusDetail
@@ -75,7 +75,7 @@ def resolve_review(payment_id: uuid.UUID, *, staff: str, note: str) -> list[str]
 
 def check(payment_id: uuid.UUID, *, staff: str) -> Payment:
     """Ask Midtrans about the payment now, apply the answer, and record who asked."""
-    checked = background.check_now(payment_id, current_gateway())
+    checked = reconcile.check_now(payment_id, current_gateway())
     if checked is None:
         raise PaymentNotFound("Payment not found")
     # After the check's own commit: a check that found nothing new is in the history too.

@@ -11,16 +11,19 @@ import jwt
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import CONFIRMATION_SECRET
-from tests.midtrans import notification
-from tests.payments import open_payment
+from tests.support.config import CONFIRMATION_SECRET
+from tests.support.midtrans import notification
+from tests.support.payments import open_payment
 from tiketq.extensions import db
 from tiketq.gateway import current_gateway
 from tiketq.outbound import current_outbound
-from tiketq.payments import background, notifications
+from tiketq.payments import notifications, outbox, reconcile
 from tiketq.payments.models import Delivery, Notification, Payment, utcnow
 from tiketq.payments.schedule import DELIVERY_DELAYS, MAX_DELIVERY_ATTEMPTS
 from tiketq.worker import run_once
+
+# Every test runs the worker's jobs on real commits, the tables truncated after it.
+pytestmark = pytest.mark.slow
 
 AMOUNT = 150_000
 
@@ -97,7 +100,7 @@ def test_a_payment_nobody_chose_a_method_for_stays_pending_and_is_checked_later(
     payment = open_payment(worker_app)
     make_due(worker_app, payment)
     with worker_app.app_context():
-        background.reconcile_due(current_gateway())
+        reconcile.reconcile_due(current_gateway())
     checked = load(worker_app, payment)
     assert (checked.status, checked.checks) == ("pending", 1)
     assert checked.next_check_at > utcnow()
@@ -109,7 +112,7 @@ def test_two_workers_reconcile_each_payment_once(worker_app, midtrans_simulator)
         midtrans_simulator.pay(payment.gateway_order_id, "bca_va", "pending")
         make_due(worker_app, payment)
 
-    results = in_threads(worker_app, lambda: background.reconcile_due(current_gateway()))
+    results = in_threads(worker_app, lambda: reconcile.reconcile_due(current_gateway()))
 
     assert sum(results) == 12
     assert [load(worker_app, p).checks for p in payments] == [1] * 12
@@ -120,9 +123,9 @@ def test_two_workers_deliver_each_message_once(worker_app, receiver, midtrans_si
     for payment in payments:
         settle_by_notification(worker_app, midtrans_simulator, payment)
     with worker_app.app_context():
-        background.dispatch_outbox(current_outbound())
+        outbox.dispatch_outbox(current_outbound())
 
-    in_threads(worker_app, lambda: background.deliver_due(current_outbound(), limit=100))
+    in_threads(worker_app, lambda: outbox.deliver_due(current_outbound(), limit=100))
 
     confirmations = [r for r in receiver.received if r.path.endswith("/confirm")]
     events = [r for r in receiver.received if r.path.endswith("/payment-events")]
@@ -177,10 +180,10 @@ def test_failures_are_retried_with_growing_delays_then_dead_lettered(
     receiver.script = [503] * 100
     now = utcnow()
     with worker_app.app_context():
-        background.dispatch_outbox(current_outbound(), now=now)
+        outbox.dispatch_outbox(current_outbound(), now=now)
         gaps = []
         for _ in range(MAX_DELIVERY_ATTEMPTS):
-            background.deliver_due(current_outbound(), now=now, clock=lambda at=now: at)
+            outbox.deliver_due(current_outbound(), now=now, clock=lambda at=now: at)
             delivery = db.session.scalar(
                 sa.select(Delivery).where(Delivery.destination == "transaction_service")
             )
@@ -204,7 +207,7 @@ def test_a_dead_letter_can_be_resent(worker_app, receiver, midtrans_simulator):
     payment = open_payment(worker_app)
     settle_by_notification(worker_app, midtrans_simulator, payment)
     with worker_app.app_context():
-        background.dispatch_outbox(current_outbound())
+        outbox.dispatch_outbox(current_outbound())
         delivery = db.session.scalar(
             sa.select(Delivery).where(Delivery.destination == "transaction_service")
         )
@@ -214,7 +217,7 @@ def test_a_dead_letter_can_be_resent(worker_app, receiver, midtrans_simulator):
     runner = worker_app.test_cli_runner()
     assert "queued" in runner.invoke(args=["payments", "resend", str(delivery_id)]).output
     with worker_app.app_context():
-        background.deliver_due(current_outbound())
+        outbox.deliver_due(current_outbound())
         assert db.session.get(Delivery, delivery_id).status == "delivered"
 
 
@@ -223,8 +226,8 @@ def test_a_404_from_the_transaction_service_is_retried(worker_app, receiver, mid
     settle_by_notification(worker_app, midtrans_simulator, payment)
     receiver.script = [404]
     with worker_app.app_context():
-        background.dispatch_outbox(current_outbound())
-        background.deliver_due(current_outbound())
+        outbox.dispatch_outbox(current_outbound())
+        outbox.deliver_due(current_outbound())
         delivery = db.session.scalar(
             sa.select(Delivery).where(Delivery.destination == "transaction_service")
         )
@@ -242,7 +245,7 @@ def test_a_crash_mid_delivery_is_redelivered_with_the_same_event_id(
     settle_by_notification(worker_app, midtrans_simulator, payment)
     with worker_app.app_context():
         outbound = current_outbound()
-        background.dispatch_outbox(outbound)
+        outbox.dispatch_outbox(outbound)
         real_send = outbound.send
 
         def send_then_die(*args, **kwargs):
@@ -251,10 +254,10 @@ def test_a_crash_mid_delivery_is_redelivered_with_the_same_event_id(
 
         monkeypatch.setattr(outbound, "send", send_then_die)
         with pytest.raises(SystemExit):
-            background.deliver_due(outbound)
+            outbox.deliver_due(outbound)
         db.session.rollback()
         monkeypatch.undo()
-        background.deliver_due(outbound, limit=10)
+        outbox.deliver_due(outbound, limit=10)
 
     confirmations = [r for r in receiver.received if r.path.endswith("/confirm")]
     assert len(confirmations) == 2
@@ -290,7 +293,7 @@ def test_an_overdue_payment_without_a_transaction_is_expired_and_its_snap_page_c
     payment = open_payment(worker_app)
     with worker_app.app_context():
         assert (
-            background.expire_overdue(
+            reconcile.expire_overdue(
                 current_gateway(), now=payment.expires_at + timedelta(seconds=1)
             )
             == 1
@@ -305,7 +308,7 @@ def test_an_overdue_payment_with_a_transaction_is_expired_at_midtrans_too(
     payment = open_payment(worker_app)
     midtrans_simulator.pay(payment.gateway_order_id, "bni_va", "pending")
     with worker_app.app_context():
-        background.expire_overdue(current_gateway(), now=payment.expires_at + timedelta(seconds=1))
+        reconcile.expire_overdue(current_gateway(), now=payment.expires_at + timedelta(seconds=1))
     expired = load(worker_app, payment)
     assert (expired.status, expired.status_detail) == ("expired", "expired_by_worker")
     assert (
@@ -318,7 +321,7 @@ def test_a_last_minute_payment_wins_over_expiry(worker_app, midtrans_simulator):
     midtrans_simulator.pay(payment.gateway_order_id, "bni_va", "settlement")
     with worker_app.app_context():
         assert (
-            background.expire_overdue(
+            reconcile.expire_overdue(
                 current_gateway(), now=payment.expires_at + timedelta(seconds=1)
             )
             == 0
@@ -332,7 +335,7 @@ def test_a_late_settlement_after_expiry_is_flagged(worker_app, midtrans_simulato
     # Our expiry call does not reach Midtrans, and the traveller pays after all.
     midtrans_simulator.fault(status=503, operations=["core.expire"])
     with worker_app.app_context():
-        background.expire_overdue(current_gateway(), now=payment.expires_at + timedelta(seconds=1))
+        reconcile.expire_overdue(current_gateway(), now=payment.expires_at + timedelta(seconds=1))
     assert load(worker_app, payment).status == "expired"
     midtrans_simulator.control("DELETE", "/faults")
     midtrans_simulator.control(
@@ -357,7 +360,7 @@ def test_expiry_waits_while_midtrans_cannot_say_whether_it_was_paid(worker_app, 
     midtrans_simulator.fault(status=503, times=1)
     with worker_app.app_context():
         assert (
-            background.expire_overdue(
+            reconcile.expire_overdue(
                 current_gateway(), now=payment.expires_at + timedelta(seconds=1)
             )
             == 0

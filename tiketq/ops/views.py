@@ -9,7 +9,6 @@ from urllib.parse import urlsplit
 
 from flask import (
     Blueprint,
-    Response,
     abort,
     current_app,
     flash,
@@ -21,19 +20,20 @@ from flask import (
 )
 from flask_wtf import FlaskForm
 from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response
 
-from tiketq.checkout.formats import rupiah
+from tiketq.formats import rupiah, wib
 from tiketq.gateway import GatewayError, GatewayTimeout, GatewayUnavailable
 from tiketq.metrics import AUTH_FAILURES
-from tiketq.payments import background, queries, rules
+from tiketq.ops import accounts, actions, display, environment, throttle, widgets
+from tiketq.ops.forms import ActionForm, CancelForm, LoginForm, RefundForm, ResolveForm, entered
+from tiketq.payments import outbox, queries, rules
 from tiketq.payments.errors import PaymentError, PaymentNotFound
 from tiketq.payments.models import Payment, utcnow
-from tiketq.staff import accounts, actions, display, environment, throttle, widgets
-from tiketq.staff.forms import ActionForm, CancelForm, LoginForm, RefundForm, ResolveForm
 
 log = logging.getLogger(__name__)
 
-bp = Blueprint("staff", __name__, url_prefix="/ops")
+bp = Blueprint("ops", __name__, url_prefix="/ops")
 
 SEARCH_MAX_LENGTH = 64
 FORM_EXPIRED = "The form expired; go back, reload the page and try again."
@@ -49,7 +49,7 @@ def _safe_next(target: str | None) -> str:
 
 @bp.before_request
 def _require_staff() -> Any:
-    if request.endpoint == "staff.login":
+    if request.endpoint == "ops.login":
         return None
     g.staff = accounts.signed_in(current_app.config)
     if g.staff is None:
@@ -66,7 +66,7 @@ def _page_helpers() -> dict[str, Any]:
         "staff": g.get("staff"),
         "action_form": ActionForm(formdata=None),
         "rupiah": rupiah,
-        "wib": display.wib,
+        "wib": wib,
         "percent": display.percent,
         "customer_label": display.customer_label,
     }
@@ -81,14 +81,14 @@ def login() -> Any:
         return render_template("ops/login.html", form=form)
     if not form.validate_on_submit():
         return render_template("ops/login.html", form=form), 400
-    tries = throttle.take(form.name.data)
+    tries = throttle.take(entered(form.name))
     if tries.limited:
         AUTH_FAILURES.labels("ops_login").inc()
         log.warning("ops login limited", extra={"remote_addr": request.remote_addr})
         # No form and nothing about the password, so that the page is the same whatever was typed.
         page = render_template("ops/login.html", limited=True)
         return page, 429, {"Retry-After": str(tries.retry_after)}
-    user = accounts.authenticate(current_app.config, form.name.data, form.password.data)
+    user = accounts.authenticate(current_app.config, entered(form.name), entered(form.password))
     if user is None:
         AUTH_FAILURES.labels("ops_login").inc()
         log.warning("ops login refused", extra={"remote_addr": request.remote_addr})
@@ -157,7 +157,7 @@ def resend(delivery_id: int) -> Response:
     form = ActionForm()
     if not form.validate_on_submit():
         abort(400, "The form expired; go back, reload the page and try again.")
-    delivery = background.resend(delivery_id)
+    delivery = outbox.resend(delivery_id)
     if delivery is None:
         abort(404, f"There is no delivery {delivery_id}.")
     log.info("delivery resent", extra={"delivery_id": delivery_id, "staff": g.staff.name})
@@ -190,7 +190,7 @@ def resolve_review(payment_id: str) -> Response:
     if not _accepted(form):
         return _back_to(key)
     try:
-        reasons = actions.resolve_review(key, staff=g.staff.name, note=form.note.data)
+        reasons = actions.resolve_review(key, staff=g.staff.name, note=entered(form.note))
     except actions.Refused as exc:
         flash(str(exc))
         return _back_to(key)
@@ -246,20 +246,23 @@ def refund(payment_id: str) -> Response | str | tuple[str, int]:
     if not _accepted(form):
         return _back_to(key)
     payment = queries.get_payment(str(key))
-    if not form.key.data:
+    amount = form.amount.data
+    # Staff confirm the amount they were shown: a confirmation without one (no page sends that)
+    # shows the amount first.
+    if not form.key.data or amount is None:
         try:
-            form.amount.data = actions.plan_refund(payment, form.amount.data)
+            amount = form.amount.data = actions.plan_refund(payment, amount)
         except PaymentError as exc:
             flash(f"Not refunded: {exc.detail}.")
             return _back_to(key)
         form.key.data = uuid.uuid4().hex
-        return _confirm_refund(payment, form)
+        return _confirm_refund(payment, form, amount)
     try:
         done = actions.refund(
             key,
             staff=g.staff.name,
-            amount=form.amount.data,
-            reason=form.reason.data,
+            amount=amount,
+            reason=entered(form.reason),
             key=form.key.data,
         )
     except (PaymentError, actions.Refused) as exc:
@@ -267,11 +270,11 @@ def refund(payment_id: str) -> Response | str | tuple[str, int]:
     except (GatewayUnavailable, GatewayTimeout) as exc:
         # The refund is stored as requested: this same confirmation retries it, and refunds once.
         flash(
-            f"Midtrans did not answer ({exc.detail}); the refund of {rupiah(form.amount.data)} "
+            f"Midtrans did not answer ({exc.detail}); the refund of {rupiah(amount)} "
             "is stored as requested and not known to be made. Confirm again to retry it: it "
             "cannot refund twice."
         )
-        return _confirm_refund(payment, form), 503
+        return _confirm_refund(payment, form, amount), 503
     except GatewayError as exc:
         flash(f"Midtrans refused the refund ({_said(exc)}); nothing was refunded.")
     else:
@@ -327,13 +330,8 @@ def _confirm_cancel(payment: Payment, form: CancelForm) -> str:
     )
 
 
-def _confirm_refund(payment: Payment, form: RefundForm) -> str:
-    amount = form.amount.data
-    late = (
-        payment.status_detail.replace("_", " ")
-        if rules.paid_late(payment.status, payment.status_detail)
-        else None
-    )
+def _confirm_refund(payment: Payment, form: RefundForm, amount: int) -> str:
+    late = payment.status_detail if rules.paid_late(payment.status, payment.status_detail) else None
     return render_template(
         "ops/confirm.html",
         payment=payment,
@@ -348,8 +346,8 @@ def _confirm_refund(payment: Payment, form: RefundForm) -> str:
             ("Reason", form.reason.data),
         ],
         note=(
-            f"This attempt was {late}: the refund returns that money and the attempt stays "
-            f"{payment.status}. The order's other attempts are not touched."
+            f"This attempt was {late.replace('_', ' ')}: the refund returns that money and the "
+            f"attempt stays {payment.status}. The order's other attempts are not touched."
             if late
             else None
         ),

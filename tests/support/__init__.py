@@ -1,0 +1,1 @@
+"""Helpers the tests import: configuration, databases, servers, the simulator, Midtrans."""
