@@ -3,7 +3,6 @@ since its last clean run unless asked for everything."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import uuid
@@ -20,8 +19,8 @@ from flask import Flask
 from flask_migrate import upgrade
 
 from tests.support.config import app_config
-from tests.support.database import drop_database, recreate_database
 from tests.support.midtrans import settle
+from tests.support.plans import seeded_app, selects_of, sequential_scans
 from tests.support.simulator import Simulator
 from tiketq import create_app
 from tiketq.extensions import db
@@ -383,33 +382,12 @@ DEAD = HISTORY * 7 // 10 // 2000
 @pytest.fixture(scope="module")
 def seeded(midtrans_simulator: Simulator) -> Iterator[Flask]:
     """An app on a database of its own, migrated and seeded with a year of history."""
-    recreate_database(PLANS_DATABASE_URL)
-    app = create_app(
-        app_config(
-            SQLALCHEMY_DATABASE_URI=PLANS_DATABASE_URL, MIDTRANS_BASE_URL=midtrans_simulator.url
-        )
-    )
-    try:
-        with app.app_context():
-            upgrade()
-            raw = db.engine.raw_connection()
-            try:
-                with raw.cursor() as cursor:
-                    cursor.execute(SEED.replace(":history", str(HISTORY)))
-                raw.commit()
-            finally:
-                raw.close()
+    with seeded_app(
+        PLANS_DATABASE_URL,
+        SEED.replace(":history", str(HISTORY)),
+        MIDTRANS_BASE_URL=midtrans_simulator.url,
+    ) as app:
         yield app
-    finally:
-        with app.app_context():
-            db.engine.dispose()
-        drop_database(PLANS_DATABASE_URL)
-
-
-def _scans(plan: dict[str, Any]) -> Iterator[tuple[str, str]]:
-    yield plan["Node Type"], plan.get("Relation Name", "")
-    for child in plan.get("Plans", []):
-        yield from _scans(child)
 
 
 @dataclass
@@ -423,28 +401,14 @@ class Audited:
 
 @pytest.fixture(scope="module")
 def audited(seeded: Flask) -> Audited:
-    seen: list[tuple[str, Any]] = []
-
-    def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        if statement.lstrip().upper().startswith(("SELECT", "WITH")):
-            seen.append((statement, parameters))
-
+    results: list[Result] = []
     with seeded.app_context():
-        sa.event.listen(db.engine, "before_cursor_execute", capture)
-        try:
-            result = run_audit(seeded)
-        finally:
-            sa.event.remove(db.engine, "before_cursor_execute", capture)
-        scans = []
-        with db.engine.connect() as connection:
-            for statement, parameters in seen:
-                explained = connection.exec_driver_sql(
-                    f"EXPLAIN (FORMAT JSON) {statement}", parameters
-                ).scalar_one()
-                plan = (json.loads(explained) if isinstance(explained, str) else explained)[0]
-                tables = {table for node, table in _scans(plan["Plan"]) if node == "Seq Scan"}
-                scans.append((statement, tables))
-    return Audited(result, scans)
+        statements = selects_of(lambda: results.append(run_audit(seeded)))
+        scans = [
+            (statement, sequential_scans(statement, parameters))
+            for statement, parameters in statements
+        ]
+    return Audited(results[0], scans)
 
 
 @pytest.mark.slow

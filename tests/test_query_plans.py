@@ -3,21 +3,15 @@ index on a database with a year's history: none reads a big table from end to en
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from flask import Flask
-from flask_migrate import upgrade
 
-from tests.support.config import app_config
-from tests.support.database import drop_database, recreate_database
-from tiketq import create_app
-from tiketq.extensions import db
+from tests.support.plans import seeded_app, selects_of, sequential_scans
 from tiketq.gateway import current_gateway
 from tiketq.metrics import DatabaseCollector
 from tiketq.ops import widgets
@@ -108,66 +102,24 @@ ANALYZE;
 @pytest.fixture(scope="module")
 def seeded(midtrans_simulator: Any) -> Iterator[Flask]:
     """An app on a database of its own, migrated and seeded with a year of history."""
-    recreate_database(PLANS_DATABASE_URL)
-    app = create_app(
-        app_config(
-            SQLALCHEMY_DATABASE_URI=PLANS_DATABASE_URL,
-            MIDTRANS_BASE_URL=midtrans_simulator.url,
-            WORKER_INBOX_THREADS=1,
-        )
-    )
-    with app.app_context():
-        upgrade()
-        raw = db.engine.raw_connection()
-        try:
-            with raw.cursor() as cursor:
-                cursor.execute(SEED.replace(":history", str(HISTORY)))
-            raw.commit()
-        finally:
-            raw.close()
-    yield app
-    with app.app_context():
-        db.engine.dispose()
-    drop_database(PLANS_DATABASE_URL)
-
-
-def _selects_of(run: Callable[[], object]) -> list[tuple[str, Any]]:
-    """The SELECT statements `run` sends, with their parameters."""
-    seen: list[tuple[str, Any]] = []
-
-    def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        if statement.lstrip().upper().startswith(("SELECT", "WITH")):
-            seen.append((statement, parameters))
-
-    sa.event.listen(db.engine, "before_cursor_execute", capture)
-    try:
-        run()
-    finally:
-        sa.event.remove(db.engine, "before_cursor_execute", capture)
-        db.session.rollback()
-    return seen
-
-
-def _scans(plan: dict[str, Any]) -> Iterator[tuple[str, str]]:
-    yield plan["Node Type"], plan.get("Relation Name", "")
-    for child in plan.get("Plans", []):
-        yield from _scans(child)
+    with seeded_app(
+        PLANS_DATABASE_URL,
+        SEED.replace(":history", str(HISTORY)),
+        MIDTRANS_BASE_URL=midtrans_simulator.url,
+        WORKER_INBOX_THREADS=1,
+    ) as app:
+        yield app
 
 
 def _full_scans(run: Callable[[], object]) -> list[str]:
-    """Each statement of `run` that reads a growing table sequentially, with its plan."""
+    """Each statement of `run` that reads a growing table sequentially, with its parameters."""
     found = []
-    statements = _selects_of(run)
+    statements = selects_of(run)
     assert statements, "nothing was queried"
-    with db.engine.connect() as connection:
-        for statement, parameters in statements:
-            explained = connection.exec_driver_sql(
-                f"EXPLAIN (FORMAT JSON) {statement}", parameters
-            ).scalar_one()
-            plan = (json.loads(explained) if isinstance(explained, str) else explained)[0]
-            tables = {table for node, table in _scans(plan["Plan"]) if node == "Seq Scan"}
-            if tables & GROWING:
-                found.append(f"{sorted(tables & GROWING)} in:\n{statement}\n{parameters}")
+    for statement, parameters in statements:
+        tables = sequential_scans(statement, parameters) & GROWING
+        if tables:
+            found.append(f"{sorted(tables)} in:\n{statement}\n{parameters}")
     return found
 
 
