@@ -211,16 +211,20 @@ class BenchDatabase:
         """Drop and create the database and migrate it to head with the service's migrations."""
         sql(ADMIN_DSN, f"DROP DATABASE IF EXISTS {self.name} WITH (FORCE)")
         sql(ADMIN_DSN, f"CREATE DATABASE {self.name}")
-        migrate = subprocess.run(
+        self.migrate(env)
+
+    def migrate(self, env: dict[str, str], timeout: float = 120.0) -> None:
+        """`flask db upgrade` to head with the service's migrations."""
+        done = subprocess.run(
             [str(BIN / "flask"), "--app", "wsgi", "db", "upgrade"],
             cwd=ROOT,
             env={**env, "DATABASE_URL": self.url},
             capture_output=True,
             text=True,
-            timeout=120,
+            timeout=timeout,
         )
-        if migrate.returncode != 0:
-            raise SetupError(f"migrations failed:\n{migrate.stderr[-2000:]}")
+        if done.returncode != 0:
+            raise SetupError(f"migrations failed on {self.name}:\n{done.stderr[-2000:]}")
 
     def wait_idle(self, timeout: float = 30.0, settle: float = 1.0) -> None:
         """Wait until no other session has been busy for `settle` seconds.
