@@ -11,7 +11,6 @@ Debian's chromium:
 from __future__ import annotations
 
 import os
-import socket
 import sys
 import tempfile
 import threading
@@ -25,7 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "docs" / "screenshots"
 sys.path.insert(0, str(ROOT))
 # The browser tests' launch settings: Debian's chromium, never a downloaded one.
-from tests.browser.conftest import CHROMIUM, CHROMIUM_FLAGS, DESKTOP, PHONE  # noqa: E402
+from tests.support.browser import CHROMIUM, CHROMIUM_FLAGS, DESKTOP, PHONE  # noqa: E402
+from tests.support.processes import free_port  # noqa: E402
 
 VIEWPORTS = {"desktop": DESKTOP, "phone": PHONE}
 ORDER = {
@@ -53,13 +53,6 @@ QRIS_ORDER = {
         {"id": "KAI-7", "name": "Kereta Argo Bromo Anggrek, GMR - SBI", "price": 475_000}
     ],
 }
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def serve(folder: str) -> str:

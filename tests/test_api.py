@@ -3,52 +3,18 @@
 from __future__ import annotations
 
 import json
-import uuid
 from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
 
+from tests.support.api import create, stored, transaction_service_payload
 from tests.support.config import SERVER_KEY
 from tiketq.extensions import db
 from tiketq.gateway import EXTENSION_KEY
 from tiketq.gateway.midtrans import MidtransGateway
-from tiketq.payments.models import Payment, PaymentEvent, utcnow
+from tiketq.payments.models import PaymentEvent, utcnow
 from tiketq.payments.status import PaymentStatus
-
-
-def transaction_service_payload(order_id: str, total: float = 1_275_000.0) -> dict:
-    """The body the transaction service really sends: floats, one email, repeated ids."""
-    return {
-        "order_id": order_id,
-        "amount": total,
-        "payment_method": "bank_transfer",
-        "customer_details": {"email": "sari@example.co.id"},
-        "item_details": [
-            {
-                "id": order_id,
-                "price": 1_200_000.0,
-                "quantity": 1,
-                "name": "CGK - DPS Garuda GA-404",
-            },
-            {"id": order_id, "price": 50_000.0, "quantity": 2, "name": "Baggage 20 kg"},
-            {
-                "id": order_id,
-                "price": total - 1_300_000.0,
-                "quantity": 1,
-                "name": "Tax and discount",
-            },
-        ],
-        "description": f"Payment for order {order_id}",
-    }
-
-
-def create(client, body, **headers):
-    return client.post("/payments", json=body, headers=headers)
-
-
-def stored(payment_id: str) -> Payment:
-    return db.session.get(Payment, uuid.UUID(payment_id))
 
 
 def use_gateway(app, monkeypatch, **overrides):

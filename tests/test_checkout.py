@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from markupsafe import escape
 
 from tests.support.config import SERVER_KEY
+from tests.support.payments import NEVER_ISSUED_ID
 from tiketq.checkout.display import first_word, mask_email, mask_phone
 from tiketq.config import ConfigError, from_environ, instance_secret_key, snap_js_url, validate
 from tiketq.extensions import db
@@ -280,7 +281,7 @@ def test_query_parameters_from_midtrans_never_decide_the_status(client, order_id
 
 @pytest.mark.parametrize(
     "reference",
-    [str(uuid.uuid4()), "not-a-payment", "payment-ORD-LEGACY", "%3Cscript%3E"],
+    [NEVER_ISSUED_ID, "not-a-payment", "payment-ORD-LEGACY", "%3Cscript%3E"],
 )
 def test_unknown_payments_get_an_html_404(client, reference):
     for path in (f"/checkout/{reference}", f"/receipt/{reference}"):

@@ -20,8 +20,8 @@ import sentry_sdk
 
 import midtrans_simulator as simulator
 from tests.support.config import SERVER_KEY, app_config
-from tests.support.processes import Served
-from tests.test_make_run import READY_SECONDS, STOP_SECONDS, Run, free_port, wait_for_health
+from tests.support.make_run import Run, wait_for_health
+from tests.support.processes import READY_SECONDS, STOP_SECONDS, Served, free_port
 from tiketq import create_app
 from tiketq.logs import redact
 

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from tests.test_api import transaction_service_payload
+from tests.support.api import transaction_service_payload
 from tiketq.checkout.addresses import ReturnRules, finish_url_problem
 from tiketq.extensions import db
 from tiketq.payments.models import Payment, utcnow

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ import requests
 
 from tests.support.config import app_config
 from tests.support.midtrans import apply_inbox, deliver
+from tests.support.processes import free_port
 from tiketq import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -114,15 +114,9 @@ def test_metrics_can_be_switched_off(database, midtrans_simulator):
     assert off.test_client().get("/metrics").status_code == 404
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_counts_add_up_across_gunicorn_workers(tmp_path):
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "PORT": str(port),

@@ -15,8 +15,9 @@ import pytest
 import sqlalchemy as sa
 
 from tests.support.midtrans import apply_inbox, deliver, move, settle
+from tests.support.pages import text_of
+from tests.support.payments import NEVER_ISSUED_ID
 from tests.support.staff import STAFF, csrf_token, log_in
-from tests.test_ops_page import text_of
 from tiketq.extensions import db
 from tiketq.ops import actions, limiter
 from tiketq.payments import service
@@ -80,10 +81,6 @@ def ops_events(payment: Payment) -> list[PaymentEvent]:
             .order_by(PaymentEvent.id)
         )
     )
-
-
-def refunded_at_midtrans(sim, payment: Payment) -> int:
-    return sum(refund["amount"] for refund in sim.transaction(payment.gateway_order_id)["refunds"])
 
 
 def refunds(payment: Payment) -> list[Refund]:
@@ -364,7 +361,7 @@ def test_a_confirmed_refund_refunds_once_however_often_it_is_submitted(
         50_000,
     )
     assert midtrans_simulator.calls("core.refund") == 1
-    assert refunded_at_midtrans(midtrans_simulator, payment) == 50_000
+    assert midtrans_simulator.refunded(payment.gateway_order_id) == 50_000
     [event] = ops_events(payment)
     assert event.status_detail == "partial_refund"
     assert event.data == {"refund_key": refund.refund_key, "staff": "alice"}
@@ -416,7 +413,7 @@ def test_two_confirmations_sent_at_once_refund_once(committed, midtrans_simulato
         assert db.session.get(Payment, payment.id).refunded_amount == 50_000
         assert [event.status_detail for event in ops_events(payment)] == ["partial_refund"]
         db.session.remove()
-    assert refunded_at_midtrans(midtrans_simulator, payment) == 50_000
+    assert midtrans_simulator.refunded(payment.gateway_order_id) == 50_000
 
 
 def test_a_refund_without_an_amount_refunds_all_that_is_left(client, midtrans_simulator, order_id):
@@ -523,7 +520,7 @@ def test_a_refund_while_midtrans_is_down_says_so_and_its_confirmation_retries_it
 
     assert f"Refunded Rp 50.000 of order {order_id}." in flashes(page.text)
     assert [(r.amount, r.status) for r in refunds(payment)] == [(50_000, "succeeded")]
-    assert refunded_at_midtrans(midtrans_simulator, payment) == 50_000
+    assert midtrans_simulator.refunded(payment.gateway_order_id) == 50_000
 
 
 def test_a_payment_midtrans_cannot_refund_says_so_instead_of_a_form(
@@ -653,7 +650,7 @@ def test_each_action_sends_a_visitor_without_a_session_to_the_login(
 
 
 @pytest.mark.parametrize(("action", "fields"), ACTIONS)
-@pytest.mark.parametrize("payment_id", [str(uuid.uuid4()), "not-a-uuid"])
+@pytest.mark.parametrize("payment_id", [NEVER_ISSUED_ID, "not-a-uuid"])
 def test_an_action_on_an_unknown_payment_is_a_404_page(client, action, fields, payment_id):
     log_in(client)
     token = csrf_token(client.get("/ops").text)

@@ -14,8 +14,9 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.ops_day import NOW
+from tests.support.pages import text_of
 from tests.support.staff import STAFF, log_in
-from tests.test_ops_page import NOW, text_of
 from tiketq import metrics
 from tiketq.extensions import db
 from tiketq.ops import display, limiter, views

@@ -8,8 +8,8 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 
+from tests.support.api import create, stored, transaction_service_payload
 from tests.support.config import CONFIRMATION_SECRET
-from tests.test_api import create, stored, transaction_service_payload
 from tiketq import auth, worker
 from tiketq.extensions import db
 from tiketq.gateway import current_gateway

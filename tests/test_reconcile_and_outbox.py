@@ -337,7 +337,7 @@ def test_a_late_settlement_after_expiry_is_flagged(worker_app, midtrans_simulato
     with worker_app.app_context():
         reconcile.expire_overdue(current_gateway(), now=payment.expires_at + timedelta(seconds=1))
     assert load(worker_app, payment).status == "expired"
-    midtrans_simulator.control("DELETE", "/faults")
+    midtrans_simulator.clear_faults()
     midtrans_simulator.control(
         "POST",
         f"/transactions/{payment.gateway_order_id}/transition",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
 import sys
 import threading
 import time
@@ -21,7 +20,7 @@ import requests
 import sqlalchemy as sa
 from werkzeug.security import generate_password_hash
 
-from tests.support.processes import READY_SECONDS, Served
+from tests.support.processes import READY_SECONDS, Served, free_port
 from tests.support.staff import PASSWORD, STAFF, csrf_token, log_in
 from tiketq.extensions import db
 from tiketq.ops import accounts, limiter
@@ -172,12 +171,6 @@ WORKERS = 3
 LOGIN_RATE = 5
 # The pid of the worker that answered and the request id it echoed, to tell workers apart.
 ACCESS_LOG_FORMAT = "%(p)s %({x-request-id}o)s"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Gunicorn(Served):

@@ -418,7 +418,7 @@ def test_a_status_api_outage_keeps_the_rows_waiting_then_applies_them(
     assert all(row.last_error and row.next_attempt_at > utcnow() for row in waiting)
     assert refreshed(payment).status == "pending"
 
-    midtrans_simulator.control("DELETE", "/faults")
+    midtrans_simulator.clear_faults()
     later = utcnow() + timedelta(minutes=1)
     notifications.apply_waiting(current_gateway(), now=later)
 

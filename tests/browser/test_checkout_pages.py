@@ -8,42 +8,15 @@ from datetime import timedelta
 
 import pytest
 from flask import Flask
-from playwright.sync_api import Page, expect
+from playwright.sync_api import expect
 
-from tests.support.browser import SARI, Shop, Tab
+from tests.support.browser import SARI, SETTLED, Shop, Tab, pay_in_snap, snap_frame
 from tests.support.config import app_config
 from tests.support.production import PRODUCTION_CONFIG
 from tests.support.servers import serve_in_thread
 from tiketq import create_app
 from tiketq.extensions import db
 from tiketq.payments.models import Payment, utcnow
-
-# Generous: a notification is a thread hop away, the worker applies it on its next round, and the
-# receipt asks every 3 seconds. What to pay with (a VA number, a bill key) arrives the same way.
-SETTLED = 20_000
-
-
-def snap_frame(page: Page):
-    return page.frame_locator("iframe[title^='Midtrans Snap']")
-
-
-def pay_in_snap(page: Page, method: str, outcome: str | None = None) -> str:
-    """Open Snap from the checkout page, pay, and return what the popup showed."""
-    page.click("#pay")
-    return choose_in_snap(page, method, outcome)
-
-
-def choose_in_snap(page: Page, method: str, outcome: str | None = None) -> str:
-    """Pay in the Snap window open over the page, and return what it showed."""
-    frame = snap_frame(page)
-    frame.locator(f"input[value={method}]").check()
-    if outcome:
-        frame.locator("#outcome").select_option(outcome)
-    frame.locator("#pay-button").click()
-    expect(frame.locator("#result-title")).not_to_be_empty()
-    shown = frame.locator("#result-details").inner_text()
-    frame.locator("#done").click()
-    return shown
 
 
 def test_a_va_payment_shows_the_number_then_turns_paid_by_itself(shop: Shop, tab: Tab, order_id):

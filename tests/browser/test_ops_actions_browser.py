@@ -16,7 +16,6 @@ from tests.support.browser import Tab, sign_in
 from tests.support.servers import serve_in_thread
 from tests.support.simulator import Simulator
 from tests.support.staff import STAFF
-from tests.test_ops_actions import refunded_at_midtrans
 from tiketq.extensions import db
 from tiketq.gateway import current_gateway
 from tiketq.ops import limiter
@@ -176,7 +175,7 @@ def test_a_partial_refund_confirmed_twice_refunds_once(desk: Desk, tab: Tab):
     expect(page.locator("#refunds tbody tr")).to_have_count(1)
     assert desk.refunds(payment) == [(50_000, "succeeded")]
     assert desk.load(payment.id).refunded_amount == 50_000
-    assert refunded_at_midtrans(desk.simulator, payment) == 50_000
+    assert desk.simulator.refunded(payment.gateway_order_id) == 50_000
     tab.assert_clean()
 
 

@@ -10,9 +10,9 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.support.browser import Tab
+from tests.support.ops_day import seed
 from tests.support.servers import serve_in_thread
 from tests.support.staff import PASSWORD, STAFF
-from tests.test_ops_page import seed
 from tiketq.extensions import db
 from tiketq.ops import limiter
 from tiketq.payments.models import utcnow

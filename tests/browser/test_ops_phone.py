@@ -8,9 +8,9 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.support.browser import PHONE, SARI, Tab, sign_in
+from tests.support.ops_day import seed
 from tests.support.servers import serve_in_thread
 from tests.support.staff import STAFF
-from tests.test_ops_page import seed
 from tiketq.extensions import db
 from tiketq.ops import limiter
 from tiketq.payments import heartbeats

@@ -11,10 +11,19 @@ import requests
 from flask import Flask
 from playwright.sync_api import Browser, Locator, Page, expect
 
-from tests.browser.test_checkout_pages import SETTLED, choose_in_snap, pay_in_snap, snap_frame
-from tests.support.browser import DESKTOP, PHONE, Shop, Tab, watched_tab
+from tests.support.api import transaction_service_payload
+from tests.support.browser import (
+    DESKTOP,
+    PHONE,
+    SETTLED,
+    Shop,
+    Tab,
+    choose_in_snap,
+    pay_in_snap,
+    snap_frame,
+    watched_tab,
+)
 from tests.support.servers import serve_in_thread
-from tests.test_api import transaction_service_payload
 
 SCREENS: dict[str, dict[str, Any]] = {
     "phone": {"viewport": PHONE, "is_mobile": True, "has_touch": True, "device_scale_factor": 2},

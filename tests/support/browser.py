@@ -1,4 +1,4 @@
-"""Browser helpers: Debian's Chromium, the viewports, watched pages and the shop they visit."""
+"""Browser helpers: Debian's Chromium, the viewports, watched pages, the shop and paying in Snap."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import requests
 from flask import Flask
-from playwright.sync_api import Browser, Page
+from playwright.sync_api import Browser, Page, expect
 
 from tests.support.simulator import Simulator
 from tests.support.staff import PASSWORD
@@ -26,6 +26,9 @@ CHROMIUM_FLAGS = [
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 360, "height": 740}
 SARI = {"first_name": "Sari Dewi", "email": "sari@example.co.id", "phone": "+62 812 3456 7890"}
+# Generous: a notification is a thread hop away, the worker applies it on its next round, and the
+# receipt asks every 3 seconds. What to pay with (a VA number, a bill key) arrives the same way.
+SETTLED = 20_000
 
 # Runs in every frame before its scripts: reports each CSP violation to the test.
 REPORT_CSP_VIOLATIONS = """
@@ -101,3 +104,27 @@ def sign_in(page: Page, url: str) -> None:
     page.fill("#password", PASSWORD)
     page.click("button.primary")
     page.wait_for_url(f"{url}/ops")
+
+
+def snap_frame(page: Page):
+    """The simulator's Snap window open over the page."""
+    return page.frame_locator("iframe[title^='Midtrans Snap']")
+
+
+def pay_in_snap(page: Page, method: str, outcome: str | None = None) -> str:
+    """Open Snap from the checkout page, pay, and return what the popup showed."""
+    page.click("#pay")
+    return choose_in_snap(page, method, outcome)
+
+
+def choose_in_snap(page: Page, method: str, outcome: str | None = None) -> str:
+    """Pay in the Snap window open over the page, and return what it showed."""
+    frame = snap_frame(page)
+    frame.locator(f"input[value={method}]").check()
+    if outcome:
+        frame.locator("#outcome").select_option(outcome)
+    frame.locator("#pay-button").click()
+    expect(frame.locator("#result-title")).not_to_be_empty()
+    shown = frame.locator("#result-details").inner_text()
+    frame.locator("#done").click()
+    return shown

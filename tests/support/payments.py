@@ -10,6 +10,10 @@ from flask import Flask
 from tiketq.extensions import db
 from tiketq.payments.models import Payment
 
+# A well-formed payment id that no test ever issues; fixed, so that parallel workers collect the
+# same test ids.
+NEVER_ISSUED_ID = "00000000-0000-4000-8000-000000000000"
+
 
 def open_payment(app: Flask, amount: int = 150_000) -> Payment:
     """Open a payment through the API of `app`; returns it detached from any session."""

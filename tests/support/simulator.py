@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import requests
@@ -13,6 +13,8 @@ class Simulator:
     """The Midtrans simulator running as its own HTTP server, with its control API."""
 
     url: str
+    # Whether a fault may be set, so that tests which set none skip the call that clears it.
+    faulted: bool = field(default=False, compare=False)
 
     def control(self, method: str, path: str, json: Any = None) -> requests.Response:
         """Call the simulator's control API."""
@@ -35,7 +37,13 @@ class Simulator:
             "times": times,
             "operations": operations,
         }
+        self.faulted = True
         self.control("POST", "/faults", fault).raise_for_status()
+
+    def clear_faults(self) -> None:
+        """Let Snap and Core answer normally again."""
+        self.control("DELETE", "/faults").raise_for_status()
+        self.faulted = False
 
     def calls(self, operation: str | None = None, key: str | None = None) -> int:
         """How many Snap/Core calls the simulator answered, e.g. ("core.status", order_id)."""
@@ -71,3 +79,7 @@ class Simulator:
         response = self.control("GET", f"/transactions/{order_id}")
         response.raise_for_status()
         return response.json()
+
+    def refunded(self, order_id: str) -> int:
+        """How much of the transaction the simulator holds as refunded."""
+        return sum(refund["amount"] for refund in self.transaction(order_id)["refunds"])
