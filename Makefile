@@ -36,9 +36,10 @@ simulator: $(VENV)/.runtime
 test: $(VENV)/.dev
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-# The quick tier while working: no browser, drill or slow tests (pyproject.toml's markers).
+# The quick tier while working: no browser, drill or slow tests (pyproject.toml's markers), one
+# pytest-xdist worker per core, each with a test database of its own.
 test-fast: $(VENV)/.dev
-	$(BIN)/pytest -m "not browser and not drill and not slow" $(PYTEST_ARGS)
+	$(BIN)/pytest -n auto -m "not browser and not drill and not slow" $(PYTEST_ARGS)
 
 # The load benchmarks and the fault drills (docs/benchmarks.md, docs/drills.md); they need
 # PostgreSQL on 127.0.0.1:5432 and wrk. Each drill runs even if one before it failed.

@@ -294,6 +294,7 @@ def test_compose_builds_one_image_for_all_holding_the_simulator_they_run_without
     assert all(SIMULATOR in copied(built[name]["target"]) for name in in_app)
 
 
+@pytest.mark.slow
 def test_the_production_image_refuses_to_start_without_keys_and_serves_with_them(tmp_path):
     app = tmp_path / "app"
     lay_out_image("production", app)

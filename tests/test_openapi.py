@@ -19,7 +19,8 @@ from schemathesis.config import SchemathesisConfig
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
 import midtrans_simulator as simulator
-from tests.conftest import SERVER_KEY, app_config, serve_in_thread
+from tests.support.config import SERVER_KEY, app_config
+from tests.support.servers import serve_in_thread
 from tiketq import api, auth, config, create_app, gateway, health, openapi, webhooks
 from tiketq.openapi import REF_TEMPLATE, Alias, Operation, declaration, openapi_path
 from tiketq.schemas import CancelRequest, PaymentCreate, RefundCreate
@@ -340,6 +341,7 @@ fuzzed = schemathesis.openapi.from_dict(
 CHECKS = [not_a_server_error, response_schema_conformance]
 
 
+@pytest.mark.slow
 @fuzzed.parametrize()
 # One rolled-back transaction and one staff key serve every generated request.
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
@@ -349,6 +351,7 @@ def test_no_operation_answers_5xx_or_outside_its_documented_schema(
     case.call_and_validate(app=app, checks=CHECKS)
 
 
+@pytest.mark.slow
 def test_payments_followed_through_the_spec_links_stay_within_the_contract(
     app, staff_key, own_simulator
 ):
