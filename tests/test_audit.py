@@ -20,7 +20,7 @@ from flask_migrate import upgrade
 
 from tests.support.config import app_config
 from tests.support.midtrans import settle
-from tests.support.plans import seeded_app, selects_of, sequential_scans
+from tests.support.plans import seeded_app, selects_sent, sequential_scans
 from tests.support.simulator import Simulator
 from tiketq import create_app
 from tiketq.extensions import db
@@ -401,14 +401,14 @@ class Audited:
 
 @pytest.fixture(scope="module")
 def audited(seeded: Flask) -> Audited:
-    results: list[Result] = []
     with seeded.app_context():
-        statements = selects_of(lambda: results.append(run_audit(seeded)))
+        with selects_sent() as statements:
+            result = run_audit(seeded)
         scans = [
             (statement, sequential_scans(statement, parameters))
             for statement, parameters in statements
         ]
-    return Audited(results[0], scans)
+    return Audited(result, scans)
 
 
 @pytest.mark.slow

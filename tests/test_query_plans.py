@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from tests.support.plans import seeded_app, selects_of, sequential_scans
+from tests.support.plans import seeded_app, selects_sent, sequential_scans
 from tiketq.gateway import current_gateway
 from tiketq.metrics import DatabaseCollector
 from tiketq.ops import widgets
@@ -114,7 +114,8 @@ def seeded(midtrans_simulator: Any) -> Iterator[Flask]:
 def _full_scans(run: Callable[[], object]) -> list[str]:
     """Each statement of `run` that reads a growing table sequentially, with its parameters."""
     found = []
-    statements = selects_of(run)
+    with selects_sent() as statements:
+        run()
     assert statements, "nothing was queried"
     for statement, parameters in statements:
         tables = sequential_scans(statement, parameters) & GROWING

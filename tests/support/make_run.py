@@ -6,21 +6,19 @@ import json
 import os
 import queue
 import signal
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import requests
 
-from tests.support.processes import ROOT, STOP_SECONDS, group_alive
+from tests.support.processes import STOP_SECONDS, Served, group_alive
 
 # Settings that would pick another database, gateway, address or metrics directory.
 CONFIGURING = ("DATABASE_URL", "POSTGRES_", "MIDTRANS_", "GUNICORN_BIND", "PROMETHEUS_", "WEB_PORT")
 
 
-class Run:
+class Run(Served):
     """`make run` in a session of its own, its output read line by line as it comes."""
 
     def __init__(self, tmp_path: Path, port: int) -> None:
@@ -37,30 +35,14 @@ class Run:
             SECRET_KEY="make-run-test",
         )
         venv = sys.prefix
-        # -o: this venv is set up already (pytest runs from it); never reinstall from a test.
-        command = ["make", "-o", f"{venv}/.runtime", "run", f"VENV={venv}", f"PORT={port}"]
-        self.lines: list[str] = []
+        # Each line as it comes, for the waits below to wake on.
         self.events: queue.Queue[str] = queue.Queue()
-        self.process = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,  # its own process group, as a terminal's Ctrl-C reaches it
+        # -o: this venv is set up already (pytest runs from it); never reinstall from a test.
+        super().__init__(
+            ["make", "-o", f"{venv}/.runtime", "run", f"VENV={venv}", f"PORT={port}"],
+            env,
+            on_line=self.events.put,
         )
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        for line in self.process.stdout:
-            self.lines.append(line.rstrip("\n"))
-            self.events.put(line)
-
-    def output(self) -> str:
-        return "\n".join(self.lines)
 
     def pids(self) -> dict[str, int]:
         """honcho's `web.1 started (pid=N)` lines (the Procfile lines exec: N is the process)."""
@@ -86,11 +68,12 @@ class Run:
                 f"no {message!r} from {process_name}:\n{self.output()}"
             )
             try:
-                seen = [self.events.get(timeout=remaining).rstrip("\n")]
+                seen = [self.events.get(timeout=remaining)]
             except queue.Empty:
                 seen = []
 
     def interrupt(self) -> None:
+        """Ctrl-C, as a terminal sends it to the whole process group."""
         os.killpg(self.process.pid, signal.SIGINT)
 
     def kill_everything(self) -> None:

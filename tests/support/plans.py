@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -40,8 +40,9 @@ def seeded_app(url: str, seed: str, **config: Any) -> Iterator[Flask]:
         drop_database(url)
 
 
-def selects_of(run: Callable[[], object]) -> list[tuple[str, Any]]:
-    """The SELECT statements `run` sends through the app's engine, with their parameters."""
+@contextmanager
+def selects_sent() -> Iterator[list[tuple[str, Any]]]:
+    """The SELECT statements sent through the app's engine inside the block, with parameters."""
     seen: list[tuple[str, Any]] = []
 
     def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
@@ -50,11 +51,10 @@ def selects_of(run: Callable[[], object]) -> list[tuple[str, Any]]:
 
     sa.event.listen(db.engine, "before_cursor_execute", capture)
     try:
-        run()
+        yield seen
     finally:
         sa.event.remove(db.engine, "before_cursor_execute", capture)
         db.session.rollback()
-    return seen
 
 
 def sequential_scans(statement: str, parameters: Any) -> set[str]:
